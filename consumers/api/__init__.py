@@ -1,0 +1,1 @@
+"""HTTP routes of the registry: operations (metrics, lag dashboard) and the risk API."""

@@ -1,0 +1,63 @@
+"""Operations routes: Prometheus metrics, the lag JSON and the human lag dashboard.
+
+* ``GET /metrics`` — the registry's metrics, Prometheus text format 0.0.4.
+* ``GET /api/v1/lag`` — :meth:`LagMonitor.snapshot`: per group the status, per partition the
+  committed and end offsets, lag in messages and seconds, status and the recent history
+  series; plus lender freshness. ``?points=N`` thins each series to at most N points
+  (default 180, at most 2000).
+* ``GET /lag`` — a self-contained dashboard (HTML, CSS and vanilla JS served from
+  ``/static/``; no CDN, no build step) that polls ``/api/v1/lag`` every 2 seconds.
+
+None of these routes takes a national id or any borrower data, so they carry no
+authentication of their own; bind them to an operations network in production.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from consumers.lag.monitor import LagMonitor
+from consumers.metrics import CONTENT_TYPE, Metrics
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+DEFAULT_POINTS = 180
+MAX_POINTS = 2000
+
+MONITOR_KEY = web.AppKey("lag_monitor", LagMonitor)
+METRICS_KEY = web.AppKey("metrics", Metrics)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS_KEY].render().encode()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def _lag_json(request: web.Request) -> web.Response:
+    raw = request.query.get("points", str(DEFAULT_POINTS))
+    try:
+        points = int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(text="points must be an integer") from None
+    points = max(2, min(points, MAX_POINTS))
+    snapshot = request.app[MONITOR_KEY].snapshot(max_points=points)
+    return web.json_response(snapshot, headers={"Cache-Control": "no-store"})
+
+
+async def _lag_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "lag.html", headers={"Cache-Control": "no-cache"})
+
+
+def add_ops_routes(app: web.Application, *, monitor: LagMonitor, metrics: Metrics) -> None:
+    """Register ``/metrics``, ``/api/v1/lag``, ``/lag`` and ``/static/`` on ``app``.
+
+    The monitor's lifecycle stays with the caller (the worker starts and stops it); these
+    routes only read its latest snapshot, so they never wait on Kafka.
+    """
+    app[MONITOR_KEY] = monitor
+    app[METRICS_KEY] = metrics
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/api/v1/lag", _lag_json)
+    app.router.add_get("/lag", _lag_page)
+    app.router.add_static("/static/", STATIC_DIR, name="static")

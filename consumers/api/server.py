@@ -1,0 +1,34 @@
+"""The worker's HTTP front: risk API, metrics, lag dashboard.
+
+In embedded-ClickHouse mode it runs inside the worker that owns the chDB folder (one process per
+folder); against a ClickHouse server it can run standalone (``registry api``).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from consumers.api.ops_routes import add_ops_routes
+from consumers.clickhouse.client import ClickHouse
+from consumers.lag.monitor import LagMonitor
+from consumers.metrics import METRICS
+from streams.settings import Settings
+
+
+def build_app(settings: Settings, ch: ClickHouse, monitor: LagMonitor,
+              as_of_ms: object = None) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024)
+    add_ops_routes(app, monitor=monitor, metrics=METRICS)
+    try:
+        from consumers.api.frequency_routes import add_frequency_routes
+    except ImportError:  # pragma: no cover - until the risk routes exist
+        return app
+    add_frequency_routes(app, settings=settings, ch=ch, as_of_ms=as_of_ms)
+    return app
+
+
+async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

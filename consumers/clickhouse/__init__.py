@@ -1,0 +1,1 @@
+"""ClickHouse access: one client factory, ordered migrations, typed errors."""

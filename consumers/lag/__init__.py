@@ -1,0 +1,1 @@
+"""Consumer-lag monitoring: Burrow-style status rules, the sampling monitor, its history."""

@@ -1,0 +1,218 @@
+"""The ClickHouse sink: registry.activity, consent audit and rejections -> ClickHouse tables.
+
+Commit protocol, per cycle (the order is the guarantee):
+
+1. Fetch up to ``SINK_BATCH_ROWS`` rows or for ``SINK_BATCH_MS``, whichever comes first.
+2. Turn the records into rows, partition by partition in offset order. A ``recompute`` item
+   splits the batch into segments: the rows before it are inserted first, because the
+   recompute reads them back from the ledger.
+3. Insert every segment's rows per table with ``insert_deduplication_token`` =
+   (table, the batch's topic/partition/offset ranges, segment number). A retry re-sends the very
+   same batch with the same tokens, so ClickHouse drops what already landed.
+4. Only after ClickHouse acknowledged everything, commit the Kafka offsets.
+
+Failure cases: ClickHouse down -> the batch is kept, the sink backs off (0.5 s doubling to
+10 s) and retries; nothing is fetched meanwhile (consumer lag grows, visible in the lag
+monitor); offsets do not move. Crash after insert, before commit -> the records are delivered
+again, possibly in different batches; tokens may then differ, and the tables' replacing keys
+(event identity, bucket + version, source coordinates) make the repeat collapse. Readers use
+FINAL. Cost: one insert per table per cycle, plus one INSERT ... SELECT per late-event bucket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from consumers.clickhouse.client import ClickHouse
+from consumers.clickhouse.errors import ClickHouseError
+from consumers.metrics import METRICS
+from consumers.recompute import recompute
+from consumers.rows import (
+    TABLE_COLUMNS,
+    consent_row,
+    daily_row,
+    hourly_row,
+    ledger_row,
+    rejection_row,
+)
+from schemas.codec import REJECTION, CodecError, codec_for
+from streams.calendar import Calendar
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ACTIVITY_BATCH = "registry.internal.ActivityBatch"
+CONSENT_CHANGE = "registry.internal.ConsentChange"
+_ROW_OF = {"ledger": ("admitted_events", ledger_row), "daily": ("borrower_daily", daily_row),
+           "hourly": ("borrower_hourly", hourly_row)}
+
+
+@dataclass(slots=True)
+class Segment:
+    rows: dict[str, list[list[Any]]] = field(default_factory=lambda: defaultdict(list))
+    #: (kind, borrower, bucket, version) to run after this segment's rows are in
+    recompute: tuple[str, str, int, int] | None = None
+
+
+@dataclass(slots=True)
+class Batch:
+    segments: list[Segment] = field(default_factory=lambda: [Segment()])
+    offsets: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
+    rows: int = 0
+    newest_admitted_ms: int = 0
+
+    def token(self, table: str, segment: int) -> str:
+        ranges = ",".join(f"{tp.topic}/{tp.partition}/{a}-{b}"
+                          for tp, (a, b) in sorted(self.offsets.items()))
+        digest = hashlib.blake2b(ranges.encode(), digest_size=16).hexdigest()
+        return f"{table}:{digest}:{segment}"
+
+
+class ClickHouseSink:
+    def __init__(self, settings: Settings, ch: ClickHouse) -> None:
+        self.settings = settings
+        self.ch = ch
+        topics = settings.topics
+        self.group_id = f"{settings.registry_app_id}-sink"
+        ns = settings.kafka_namespace.replace(".", r"\.")
+        self.pattern = (rf"^({ns}registry\.(activity|consent-audit)|"
+                        rf"{topics.rejected_pattern.lstrip('^').rstrip('$')})$")
+        self._activity = codec_for(ACTIVITY_BATCH)
+        self._consent = codec_for(CONSENT_CHANGE)
+        self._rejection = codec_for(REJECTION)
+        self._calendar = Calendar(settings.tz)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._stopping = asyncio.Event()
+        self.committed_cycles = 0
+        #: newest admission time known to be in ClickHouse on every partition it consumed
+        self.as_of_ms = 0
+
+    # --- records -> rows ----------------------------------------------------------------
+    def _add(self, batch: Batch, record: ConsumerRecord) -> None:
+        topic = record.topic
+        try:
+            if topic == self.settings.topics.activity:
+                for item in self._activity.decode(record.value)["items"]:
+                    kind = item["kind"]
+                    if kind.startswith("recompute"):
+                        batch.segments[-1].recompute = (kind, item["borrower"], item["bucket"],
+                                                        item["version"])
+                        batch.segments.append(Segment())
+                        continue
+                    table, to_row = _ROW_OF[kind]
+                    batch.segments[-1].rows[table].append(to_row(item))
+                    batch.rows += 1
+                    if kind == "ledger":
+                        batch.newest_admitted_ms = max(batch.newest_admitted_ms,
+                                                       item["admitted_at_ms"])
+            elif topic == self.settings.topics.consent_audit:
+                batch.segments[-1].rows["consent_audit"].append(
+                    consent_row(self._consent.decode(record.value)))
+                batch.rows += 1
+            else:
+                batch.segments[-1].rows["rejections"].append(
+                    rejection_row(self._rejection.decode(record.value), self.settings.tz))
+                batch.rows += 1
+        except CodecError:
+            # internal topics are written only by the registry: a record that does not decode
+            # is a bug or tampering; stop rather than skip it silently
+            log.error("undecodable record at %s/%s/%s", topic, record.partition, record.offset)
+            raise
+        tp = TopicPartition(topic, record.partition)
+        first, _ = batch.offsets.get(tp, (record.offset, record.offset))
+        batch.offsets[tp] = (first, record.offset)
+
+    # --- writing ------------------------------------------------------------------------
+    def _write(self, batch: Batch) -> None:
+        for index, segment in enumerate(batch.segments):
+            for table, rows in segment.rows.items():
+                if not rows:
+                    continue
+                started = time.perf_counter()
+                self.ch.insert(table, rows, TABLE_COLUMNS[table],
+                               dedup_token=batch.token(table, index))
+                METRICS.sink_insert_seconds.observe(time.perf_counter() - started)
+                METRICS.sink_batch_rows.observe(len(rows))
+                METRICS.sink_rows.inc(table, amount=len(rows))
+            if segment.recompute is not None:
+                kind, borrower, bucket, version = segment.recompute
+                recompute(self.ch, self._calendar, self.settings.tz, kind, borrower, bucket,
+                          version)
+
+    async def _write_until_done(self, batch: Batch) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await asyncio.to_thread(self._write, batch)
+                return
+            except ClickHouseError as exc:
+                if not exc.retriable:
+                    raise
+                METRICS.sink_failures.inc()
+                log.warning("ClickHouse insert failed (%s); retrying the same batch in %.1fs",
+                            exc, delay)
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                    raise asyncio.CancelledError  # stopping: leave offsets uncommitted
+                except TimeoutError:
+                    pass
+                delay = min(delay * 2, 10.0)
+
+    # --- loop ---------------------------------------------------------------------------
+    async def _fetch(self, consumer: AIOKafkaConsumer) -> Batch:
+        batch = Batch()
+        deadline = time.monotonic() + self.settings.sink_batch_ms / 1000
+        while batch.rows < self.settings.sink_batch_rows and not self._stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            records = await consumer.getmany(timeout_ms=int(remaining * 1000) + 1,
+                                             max_records=500)
+            for tp in sorted(records):
+                for record in records[tp]:
+                    self._add(batch, record)
+        return batch
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            **self.settings.kafka_client_options(), group_id=self.group_id,
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            metadata_max_age_ms=5000, max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        self._consumer = consumer
+        await consumer.start()
+        consumer.subscribe(pattern=self.pattern)
+        try:
+            while not self._stopping.is_set():
+                batch = await self._fetch(consumer)
+                if not batch.offsets:
+                    if not self._stopping.is_set():
+                        self.as_of_ms = max(self.as_of_ms, int(time.time() * 1000))
+                    continue
+                await self._write_until_done(batch)
+                try:
+                    await consumer.commit({tp: last + 1 for tp, (_, last) in
+                                           batch.offsets.items()})
+                except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+                    # rows are in; the next owner of these partitions replays them and the
+                    # replacing keys absorb the repeat
+                    log.warning("offset commit failed after insert (%s)", exc)
+                self.committed_cycles += 1
+                if batch.newest_admitted_ms:
+                    self.as_of_ms = max(self.as_of_ms, batch.newest_admitted_ms)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            await consumer.stop()
+
+    def stop(self) -> None:
+        self._stopping.set()

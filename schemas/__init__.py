@@ -1,0 +1,1 @@
+"""The contract every lender shares: Avro schemas, the codec, validation and reason codes."""

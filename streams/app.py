@@ -1,0 +1,241 @@
+"""The Faust application: consent, admission and aggregation agents.
+
+::
+
+    lenders.<L>.consent --[consent agent]--> Redis intervals + registry.consent-audit
+    lenders.<L>.loans  --[admission agent]--> registry.admitted  (keyed by pseudonym)
+                                         \\-> lenders.<L>.rejected (reason + coordinates)
+    registry.admitted  --[aggregation agent + borrower-state table]--> registry.activity
+
+Guarantees (at-least-once delivery made exact by idempotent steps): Faust flushes the producer
+before it commits source offsets, so every output of a committed input exists. A crash between
+output and commit replays the input; each step recognises its replays (dedup marks carry the
+source position, day buckets remember event keys, rows are versioned), so replays never count
+twice. Faust's windowed tables are not used: event-time state lives in one plain table whose
+values this code owns (see :mod:`streams.buckets`).
+
+faust-streaming's pattern subscriptions do not work, so lender topics are discovered by listing
+the broker's topics every ``DISCOVERY_INTERVAL_S`` and resubscribing when the set changes: a
+new lender needs no code change and no restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer
+
+from consumers.metrics import METRICS
+from schemas.codec import REJECTION, codec_for
+from schemas.records import Rejection
+from schemas.validation import ValidationLimits
+from streams.admission import Admission, Incoming
+from streams.aggregation import Aggregator, StateCodec
+from streams.buckets import BucketPolicy
+from streams.calendar import HOUR_MS, Calendar
+from streams.consent import ConsentIngest
+from streams.consent_barrier import ConsentBarrier
+from streams.consent_store import ConsentStore
+from streams.dedup import DedupStore
+from streams.pseudonym import Pseudonymiser
+from streams.redis_client import connect_redis
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DISCOVERY_INTERVAL_S = 3.0
+ADMITTED_BATCH = "registry.internal.AdmittedBatch"
+ACTIVITY_BATCH = "registry.internal.ActivityBatch"
+CONSENT_CHANGE = "registry.internal.ConsentChange"
+
+
+def _raw_topic(app: faust.App, *names: str, partitions: int | None = None) -> Any:
+    return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw",
+                     value_serializer="raw", partitions=partitions)
+
+
+def _incoming(event: Any) -> Incoming:
+    m = event.message
+    return Incoming(m.topic, m.partition, m.offset, int(m.timestamp * 1000), m.value)
+
+
+class RegistryStreams:
+    """Builds the Faust app with its agents; :meth:`prepare` must run before the worker."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        topics = settings.topics
+        self.topics = topics
+        broker_credentials = None
+        if settings.kafka_security_protocol.startswith("SASL"):
+            broker_credentials = faust.SASLCredentials(
+                username=settings.kafka_sasl_username,
+                password=settings.kafka_sasl_password.get_secret_value(),
+                mechanism="SCRAM-SHA-512",
+            )
+        self.app = faust.App(
+            settings.registry_app_id,
+            broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
+            broker_credentials=broker_credentials,
+            store="memory://",
+            topic_partitions=settings.registry_partitions,
+            topic_replication_factor=1,
+            web_enabled=False,
+            autodiscover=False,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            producer_linger_ms=5,
+            producer_max_request_size=4 * 1024 * 1024,
+            broker_commit_interval=0.5,
+            broker_max_poll_records=5000,
+            stream_buffer_maxsize=20000,
+            table_cleanup_interval=3600.0,
+            consumer_metadata_max_age_ms=5000,
+        )
+        # resubscribe soon after discovery changes the topic set (default waits 45 s)
+        self.app.topics._resubscribe_sleep_lock_seconds = 1.0
+        self.loans = _raw_topic(self.app)
+        self.consent_topics = _raw_topic(self.app)
+        self.admitted = _raw_topic(self.app, topics.admitted)
+        self.activity = _raw_topic(self.app, topics.activity)
+        self.consent_audit = _raw_topic(self.app, topics.consent_audit)
+        self._rejected: dict[str, Any] = {}
+        self.table = self.app.Table(
+            "borrower-state", partitions=settings.registry_partitions,
+            schema=faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw",
+                                value_serializer="raw"),
+        )
+        self._redis = connect_redis(settings)
+        self._meta: AIOKafkaConsumer | None = None
+        self._admitted_codec = codec_for(ADMITTED_BATCH)
+        self._activity_codec = codec_for(ACTIVITY_BATCH)
+        self._consent_codec = codec_for(CONSENT_CHANGE)
+        self._rejection_codec = codec_for(REJECTION)
+        self._state_codec = StateCodec()
+        pseudonymise = Pseudonymiser(settings.pseudonym_key_bytes)
+        limits = ValidationLimits.from_settings(settings)
+        consent_store = ConsentStore(self._redis, settings.redis_prefix)
+        self.barrier = ConsentBarrier(consent_store, topics)
+        self.dedup = DedupStore(self._redis, settings.redis_prefix, settings.dedup_ttl_days)
+        self.admission = Admission(
+            topics=topics, limits=limits, max_record_bytes=settings.max_record_bytes,
+            partitions=settings.registry_partitions, pseudonymise=pseudonymise,
+            dedup=self.dedup, consent=consent_store,
+            barrier=self.barrier,
+        )
+        self.consent_ingest = ConsentIngest(
+            topics=topics, limits=limits, partitions=settings.registry_partitions,
+            pseudonymise=pseudonymise, store=consent_store,
+        )
+        self.aggregator = Aggregator(BucketPolicy(
+            Calendar(settings.tz), settings.grace_hours * HOUR_MS,
+            settings.hourly_state_hours * HOUR_MS,
+        ))
+        self._define_agents()
+
+    # --- lender topic discovery ---------------------------------------------------------
+    async def prepare(self) -> None:
+        """Connect helpers and subscribe to the lender topics that exist now."""
+        self._meta = AIOKafkaConsumer(**self.settings.kafka_client_options(),
+                                      enable_auto_commit=False)
+        await self._meta.start()
+        self.barrier.bind(self._meta)
+        await self.discover()
+
+    async def close(self) -> None:
+        if self._meta is not None:
+            await self._meta.stop()
+        await self._redis.aclose()
+
+    async def discover(self) -> bool:
+        """Subscribe to new lender topics; True when the subscription changed."""
+        if self._meta is None:
+            return False
+        await self._meta._client.force_metadata_update()
+        names = self._meta._client.cluster.topics()
+        loans = sorted(n for n in names if re.match(self.topics.loans_pattern, n))
+        consent = sorted(n for n in names if re.match(self.topics.consent_pattern, n))
+        changed = False
+        for channel, wanted in ((self.loans, loans), (self.consent_topics, consent)):
+            if list(channel.topics) != wanted:
+                log.info("lender topics now %s", ", ".join(wanted) or "(none)")
+                channel.topics = wanted
+                changed = True
+        if changed:
+            self.app.topics._flag_changes()
+        return changed
+
+    def rejected_topic(self, lender_id: str) -> Any:
+        topic = self._rejected.get(lender_id)
+        if topic is None:
+            topic = self._rejected[lender_id] = _raw_topic(
+                self.app, self.topics.rejected(lender_id))
+        return topic
+
+    async def send_rejections(self, rejections: list[Rejection]) -> None:
+        for rej in rejections:
+            METRICS.events_rejected.inc(rej.lender_id, str(rej.reason))
+            if rej.reason == "LENDER_MISMATCH":
+                METRICS.security_lender_mismatch.inc(rej.lender_id)
+            await self.rejected_topic(rej.lender_id).send(
+                value=self._rejection_codec.encode(rej.to_avro()), partition=rej.source_partition)
+
+    # --- agents -------------------------------------------------------------------------
+    def _define_agents(self) -> None:
+        app, settings = self.app, self.settings
+
+        @app.agent(self.consent_topics, name="consent")
+        async def consent_agent(stream: Any) -> None:
+            async for events in stream.take_events(1000, within=0.02):
+                result = await self.consent_ingest.ingest([_incoming(e) for e in events])
+                for partition, changes in result.audit.items():
+                    for change in changes:
+                        await self.consent_audit.send(
+                            key=change["borrower"].encode(), partition=partition,
+                            value=self._consent_codec.encode(change))
+                for (lender, action), n in result.recorded.items():
+                    METRICS.consent_records.inc(lender, action, amount=n)
+                await self.send_rejections(result.rejections)
+
+        @app.agent(self.loans, name="admission")
+        async def admission_agent(stream: Any) -> None:
+            async for events in stream.take_events(settings.admission_batch, within=0.02):
+                result = await self.admission.decide([_incoming(e) for e in events])
+                for partition, admitted in result.admitted.items():
+                    await self.admitted.send(
+                        partition=partition,
+                        value=self._admitted_codec.encode({"events": admitted}))
+                for lender, n in result.events_in.items():
+                    METRICS.events_in.inc(lender, amount=n)
+                for lender, n in result.admitted_by_lender.items():
+                    METRICS.events_admitted.inc(lender, amount=n)
+                await self.send_rejections(result.rejections)
+
+        @app.agent(self.admitted, name="aggregation")
+        async def aggregation_agent(stream: Any) -> None:
+            table, codec = self.table, self._state_codec
+            async for event in stream.events():
+                msg = event.message
+                batch = self._admitted_codec.decode(msg.value)["events"]
+                items, states, _ = self.aggregator.process(
+                    msg.partition, msg.offset, batch,
+                    lambda b: codec.load(table.get(b.encode())),
+                )
+                await self.activity.send(
+                    partition=msg.partition, value=self._activity_codec.encode({"items": items}))
+                for borrower, state in states.items():
+                    table[borrower.encode()] = codec.dump(state)
+
+        @app.timer(DISCOVERY_INTERVAL_S)
+        async def discovery() -> None:
+            await self.discover()
+
+        self._agents = (consent_agent, admission_agent, aggregation_agent, discovery)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,210 @@
+"""The simulator's oracle: what the registry must admit and reject, given what was published.
+
+Computed independently of the stream code (nothing from ``streams`` admission is imported): the
+rules of the lender contract are re-stated here plainly and applied to exactly the records the
+simulator published, in publish order per lender topic.
+
+For every record on ``lenders.<L>.loans``:
+
+a. bytes that are not a decodable record of a known schema -> ``MALFORMED`` / ``UNKNOWN_SCHEMA``
+   (the simulator knows which malformation it injected, and records that reason);
+b. a field that breaks the contract -> the injected validation reason;
+c. payload ``lender_id`` != ``L`` -> ``LENDER_MISMATCH``;
+d. ``(L, event_id)`` already seen among records that passed a-c -> ``DUPLICATE``;
+e. no consent of (borrower, L) in force at ``occurred_at_ms`` -> ``NO_CONSENT``, where consent
+   in force at t is the latest consent record with ``effective_at_ms <= t`` being a grant (at the
+   same millisecond a revoke wins), and no record means no consent;
+f. otherwise ``ADMITTED``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from schemas.reasons import RejectReason
+from schemas.records import ConsentAction, ConsentRecord, EventType, LoanEvent
+
+
+class AdmittedEvent(NamedTuple):
+    lender_id: str
+    event_id: str
+    borrower_id: str
+    event_type: str
+    amount_minor: int
+    occurred_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class BorrowerTruth:
+    profile: str
+    lenders_consented: list[str]  # lenders this borrower granted consent to at some time
+
+
+@dataclass
+class GroundTruth:
+    """The expected outcome of one simulation run (the ``--truth`` JSON file)."""
+
+    params: dict[str, Any]
+    now_ms: int
+    lenders: list[str]
+    borrowers: dict[str, BorrowerTruth]
+    admitted: list[AdmittedEvent]
+    rejections: dict[str, dict[str, int]]
+    published: dict[str, int]
+
+    def rejected_total(self, reason: RejectReason | str | None = None) -> int:
+        """Rejections over all lenders, of one reason or of all."""
+        return sum(
+            count
+            for per_lender in self.rejections.values()
+            for code, count in per_lender.items()
+            if reason is None or code == reason
+        )
+
+    def admitted_for(self, borrower_id: str) -> list[AdmittedEvent]:
+        return [ev for ev in self.admitted if ev.borrower_id == borrower_id]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "params": self.params,
+            "now_ms": self.now_ms,
+            "lenders": self.lenders,
+            "borrowers": {
+                bid: {"profile": b.profile, "lenders_consented": b.lenders_consented}
+                for bid, b in self.borrowers.items()
+            },
+            "admitted": [list(ev) for ev in self.admitted],
+            "rejections": self.rejections,
+            "published": self.published,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GroundTruth:
+        return cls(
+            params=data["params"],
+            now_ms=data["now_ms"],
+            lenders=list(data["lenders"]),
+            borrowers={
+                bid: BorrowerTruth(b["profile"], list(b["lenders_consented"]))
+                for bid, b in data["borrowers"].items()
+            },
+            admitted=[AdmittedEvent(*row) for row in data["admitted"]],
+            rejections={lid: dict(r) for lid, r in data["rejections"].items()},
+            published=dict(data["published"]),
+        )
+
+    def write(self, path: Path) -> None:
+        """Write atomically (a reader never sees half a file)."""
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), separators=(",", ":")))
+        tmp.replace(path)
+
+
+def load_truth(path: Path | str) -> GroundTruth:
+    """Read a truth file written by ``registry simulate --truth FILE``."""
+    return GroundTruth.from_json(json.loads(Path(path).read_text()))
+
+
+@dataclass
+class _ConsentHistory:
+    """Consent records of one (borrower, lender) as ``(effective_at_ms, 0 grant | 1 revoke)``."""
+
+    records: list[tuple[int, int]] = field(default_factory=list)
+    _sorted: bool = True
+
+    def add(self, effective_at_ms: int, grant: bool) -> None:
+        self.records.append((effective_at_ms, 0 if grant else 1))
+        self._sorted = False
+
+    def in_force_at(self, t: int) -> bool:
+        if not self._sorted:
+            self.records.sort()  # at one millisecond the revoke (1) sorts last, so it wins
+            self._sorted = True
+        index = bisect.bisect_right(self.records, (t, 2))  # records effective at or before t
+        return index > 0 and self.records[index - 1][1] == 0
+
+
+class TruthBuilder:
+    """Feed it every published record in publish order; :meth:`build` applies rules a-f."""
+
+    def __init__(
+        self,
+        params: dict[str, Any],
+        now_ms: int,
+        lenders: list[str],
+        profiles: dict[str, str],
+    ) -> None:
+        self._params = params
+        self._now_ms = now_ms
+        self._lenders = lenders
+        self._profiles = profiles
+        self._seen: set[tuple[str, str]] = set()
+        self._candidates: list[LoanEvent] = []  # passed a-d, consent decided at build time
+        self._consent: dict[tuple[str, str], _ConsentHistory] = defaultdict(_ConsentHistory)
+        self._granted: dict[str, set[str]] = defaultdict(set)
+        self._rejections: dict[str, Counter[str]] = defaultdict(Counter)
+        self._published: Counter[str] = Counter()
+
+    def observe_loan(self, topic_lender: str, ev: LoanEvent) -> None:
+        """A well-formed loan event published on ``topic_lender``'s loans topic."""
+        self._published["loans"] += 1
+        if ev.lender_id != topic_lender:
+            self._rejections[topic_lender][RejectReason.LENDER_MISMATCH] += 1
+            return
+        key = (topic_lender, ev.event_id)
+        if key in self._seen:
+            self._rejections[topic_lender][RejectReason.DUPLICATE] += 1
+            return
+        self._seen.add(key)
+        self._candidates.append(ev)
+
+    def observe_raw(self, topic_lender: str, reason: RejectReason) -> None:
+        """A record the simulator broke on purpose, failing with ``reason`` (rules a-c)."""
+        self._published["raw"] += 1
+        self._rejections[topic_lender][reason] += 1
+
+    def observe_consent(self, rec: ConsentRecord) -> None:
+        self._published["consent"] += 1
+        grant = rec.action is ConsentAction.GRANT
+        self._consent[(rec.borrower_id, rec.lender_id)].add(rec.effective_at_ms, grant)
+        if grant:
+            self._granted[rec.borrower_id].add(rec.lender_id)
+
+    def build(self) -> GroundTruth:
+        admitted: list[AdmittedEvent] = []
+        rejections = {lid: Counter(c) for lid, c in self._rejections.items()}
+        for ev in self._candidates:
+            history = self._consent.get((ev.borrower_id, ev.lender_id))
+            if history is None or not history.in_force_at(ev.occurred_at_ms):
+                rejections.setdefault(ev.lender_id, Counter())[RejectReason.NO_CONSENT] += 1
+                continue
+            admitted.append(
+                AdmittedEvent(
+                    ev.lender_id,
+                    ev.event_id,
+                    ev.borrower_id,
+                    EventType(ev.event_type).value,
+                    ev.amount_minor,
+                    ev.occurred_at_ms,
+                )
+            )
+        return GroundTruth(
+            params=self._params,
+            now_ms=self._now_ms,
+            lenders=list(self._lenders),
+            borrowers={
+                bid: BorrowerTruth(profile, sorted(self._granted.get(bid, ())))
+                for bid, profile in self._profiles.items()
+            },
+            admitted=admitted,
+            rejections={
+                lid: {str(reason): n for reason, n in sorted(c.items())}
+                for lid, c in sorted(rejections.items())
+            },
+            published={k: self._published[k] for k in ("loans", "consent", "raw")},
+        )

@@ -1,0 +1,186 @@
+"""The registry's one settings object.
+
+Every process (worker, CLI, API, tests, benchmarks) reads its configuration here and only here,
+from environment variables with working local defaults. Unsafe combinations are refused at
+construction time rather than discovered in production: outside ``local`` mode a
+pseudonymisation key must be configured, and the lender publisher can only be built with
+``acks=all`` plus idempotence.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.topics import TopicNames
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: Only ever used in ``local`` mode; a production worker refuses to start without its own key.
+LOCAL_DEV_PSEUDONYM_KEY = "local-development-key-not-for-production"
+
+
+class SettingsError(ValueError):
+    """A configuration that the registry refuses to run with."""
+
+
+class Settings(BaseSettings):
+    """Typed configuration; field ``foo_bar`` is read from the variable ``FOO_BAR``."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    registry_mode: Literal["local", "production"] = Field(
+        "local", description="`local` allows the built-in development key and tokens."
+    )
+    registry_data_dir: Path = Field(
+        REPO_ROOT / ".registry-data",
+        description="Local state: Kafka log dirs, Redis dump, embedded ClickHouse folder.",
+    )
+
+    # --- services -------------------------------------------------------------------------
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
+    kafka_namespace: str = Field(
+        "", description="Prefix of every topic name (isolates deployments sharing a broker)."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Security protocol of the registry's own clients."
+    )
+    kafka_sasl_username: str = Field("", description="SCRAM user of this process, if SASL.")
+    kafka_sasl_password: SecretStr = Field(SecretStr(""), description="SCRAM password.")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for consent and dedup.")
+    clickhouse_url: str = Field(
+        "",
+        description="Empty: embedded ClickHouse (chDB) in `<data dir>/clickhouse`; "
+        "`http://user:pass@host:8123` selects a ClickHouse server.",
+    )
+    clickhouse_database: str = Field("registry", description="ClickHouse database name.")
+
+    # --- privacy --------------------------------------------------------------------------
+    pseudonym_key: SecretStr | None = Field(
+        None,
+        description="HMAC-SHA256 key that turns national ids into pseudonyms. Required "
+        "outside local mode; never logged.",
+    )
+
+    # --- stream processing ----------------------------------------------------------------
+    registry_app_id: str = Field("credit-registry", description="Faust app id / group prefix.")
+    registry_partitions: int = Field(6, ge=1, description="Partitions of registry topics.")
+    registry_timezone: str = Field("Asia/Shanghai", description="Time zone of daily buckets.")
+    grace_hours: int = Field(
+        72, ge=1, description="Event-time lateness accepted by open daily buckets; older "
+        "events take the correction path."
+    )
+    hourly_state_hours: int = Field(48, ge=1, description="Hourly buckets kept in stream state.")
+    future_skew_seconds: int = Field(300, ge=0, description="Tolerated clock skew into the future.")
+    max_amount: Decimal = Field(Decimal("10000000.00"), description="Largest accepted amount.")
+    dedup_ttl_days: int = Field(90, ge=1, description="How long an event id is remembered.")
+    max_record_bytes: int = Field(16384, ge=256, description="Larger input records are rejected.")
+    admission_batch: int = Field(2000, ge=1, description="Events decided per consent round trip.")
+
+    # --- ClickHouse sink ------------------------------------------------------------------
+    sink_batch_rows: int = Field(20000, ge=1, description="Rows per ClickHouse insert.")
+    sink_batch_ms: int = Field(300, ge=1, description="Longest a row waits before an insert.")
+
+    # --- lender publisher -----------------------------------------------------------------
+    publisher_acks: Literal["all", "0", "1"] = Field("all", description="Must stay `all`.")
+    publisher_idempotence: bool = Field(True, description="Must stay on.")
+    publisher_linger_ms: int = Field(10, ge=0, description="Producer batching delay.")
+    publisher_compression: Literal["none", "gzip", "lz4", "zstd"] = Field("lz4")
+    publisher_max_in_flight: int = Field(
+        20000, ge=1, description="Unacknowledged sends before the publisher waits."
+    )
+
+    # --- risk API and operations ------------------------------------------------------------
+    api_host: str = Field("127.0.0.1", description="Bind address of the risk API / dashboard.")
+    api_port: int = Field(8080, description="Port of the risk API / dashboard.")
+    api_tokens: SecretStr = Field(
+        SecretStr(""),
+        description="Bearer tokens per institution, `inst-a:token1,inst-b:token2`. Local mode "
+        "adds `local:local-dev-token` when empty.",
+    )
+    lag_poll_seconds: float = Field(2.0, gt=0, description="Lag monitor sampling interval.")
+
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> Settings:
+        if self.registry_mode != "local" and self.pseudonym_key is None:
+            raise SettingsError("PSEUDONYM_KEY is required outside local mode")
+        if self.publisher_acks != "all" or not self.publisher_idempotence:
+            raise SettingsError(
+                "the lender publisher requires acks=all with idempotence: anything weaker can "
+                "lose or duplicate loan events"
+            )
+        if self.hourly_state_hours > self.grace_hours:
+            raise SettingsError("HOURLY_STATE_HOURS may not exceed GRACE_HOURS")
+        ZoneInfo(self.registry_timezone)  # raises on an unknown zone
+        return self
+
+    # --- derived values -------------------------------------------------------------------
+    @property
+    def pseudonym_key_bytes(self) -> bytes:
+        key = LOCAL_DEV_PSEUDONYM_KEY
+        if self.pseudonym_key is not None:
+            key = self.pseudonym_key.get_secret_value()
+        return key.encode()
+
+    @property
+    def redis_prefix(self) -> str:
+        """Prefix of every Redis key of this deployment (isolates tests sharing a server)."""
+        return f"{self.kafka_namespace}{self.registry_app_id}:"
+
+    @property
+    def topics(self) -> TopicNames:
+        return TopicNames(self.kafka_namespace)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.registry_timezone)
+
+    @property
+    def grace(self) -> timedelta:
+        return timedelta(hours=self.grace_hours)
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        if self.clickhouse_url:
+            return self.clickhouse_url
+        return f"chdb://{self.registry_data_dir / 'clickhouse'}"
+
+    @property
+    def clickhouse_embedded(self) -> bool:
+        return self.clickhouse_dsn.startswith("chdb://")
+
+    @property
+    def institution_tokens(self) -> dict[str, str]:
+        """Token -> institution. Empty outside local mode means every request gets 401."""
+        raw = self.api_tokens.get_secret_value()
+        if not raw and self.registry_mode == "local":
+            raw = "local:local-dev-token"
+        pairs = (item.split(":", 1) for item in raw.split(",") if ":" in item)
+        return {token.strip(): inst.strip() for inst, token in pairs if token.strip()}
+
+    def kafka_client_options(self) -> dict[str, object]:
+        """Connection options shared by every aiokafka client of this process."""
+        options: dict[str, object] = {
+            "bootstrap_servers": self.kafka_bootstrap,
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_security_protocol.startswith("SASL"):
+            options |= {
+                "sasl_mechanism": "SCRAM-SHA-512",
+                "sasl_plain_username": self.kafka_sasl_username,
+                "sasl_plain_password": self.kafka_sasl_password.get_secret_value(),
+            }
+        return options
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,130 @@
+"""``registry worker``: the stream processor process.
+
+Every worker runs the Faust agents (consent, admission, aggregation); workers of one
+deployment form one consumer group and share the partitions. The ClickHouse side differs by
+mode:
+
+* embedded ClickHouse (chDB): one process per data folder. Workers compete for a file lock on
+  the folder; the holder runs the sink, the lag monitor and the HTTP server (risk API,
+  metrics, dashboard). If it dies, another worker takes the lock within seconds.
+* ClickHouse server: every worker runs a sink member (the sink group shares partitions), and
+  the first worker able to bind ``API_PORT`` serves HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+from typing import Any
+
+import faust
+from mode import Service
+
+from consumers.api.server import build_app, serve
+from consumers.clickhouse.client import ClickHouse, connect
+from consumers.clickhouse.migrations import apply_migrations
+from consumers.lag.history import LagHistoryWriter
+from consumers.lag.monitor import LagMonitor
+from consumers.sink import ClickHouseSink
+from streams.app import RegistryStreams
+from streams.settings import Settings
+from streams.topics_admin import ensure_registry_topics
+
+log = logging.getLogger(__name__)
+
+
+class ClickHouseSide(Service):
+    """Sink + lag monitor + HTTP, started once this process may own ClickHouse."""
+
+    def __init__(self, settings: Settings, streams: RegistryStreams, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.streams = streams
+        self.ch: ClickHouse | None = None
+        self.sink: ClickHouseSink | None = None
+        self.monitor: LagMonitor | None = None
+        self._runner: Any = None
+        self._sink_task: asyncio.Task[None] | None = None
+        self._lock_fd: int | None = None
+
+    async def on_first_start(self) -> None:
+        await ensure_registry_topics(self.settings)
+        await self.streams.prepare()
+
+    def _try_lock(self) -> bool:
+        if not self.settings.clickhouse_embedded:
+            return True
+        path = self.settings.registry_data_dir / "clickhouse.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        return True
+
+    @Service.task
+    async def _own_clickhouse(self) -> None:
+        while not self.should_stop and not self._try_lock():
+            await self.sleep(2.0)
+        if self.should_stop:
+            return
+        self.ch = await asyncio.to_thread(connect, self.settings)
+        applied = await asyncio.to_thread(apply_migrations, self.ch)
+        if applied:
+            log.info("ClickHouse migrations applied: %s", ", ".join(applied))
+        self.sink = ClickHouseSink(self.settings, self.ch)
+        self._sink_task = asyncio.ensure_future(self.sink.run())
+        self.monitor = LagMonitor(self.settings, history_writer=LagHistoryWriter(self.ch.insert))
+        await self.monitor.start()
+        app = build_app(self.settings, self.ch, self.monitor, as_of_ms=lambda: self.sink.as_of_ms)
+        try:
+            self._runner = await serve(app, self.settings.api_host, self.settings.api_port)
+            log.info("risk API and dashboard on http://%s:%d/ (lag: /lag, metrics: /metrics)",
+                     self.settings.api_host, self.settings.api_port)
+        except OSError as exc:
+            log.warning("HTTP not served by this worker: %s", exc)
+
+    async def on_stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.monitor is not None:
+            await self.monitor.stop()
+        if self.sink is not None:
+            self.sink.stop()
+        if self._sink_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sink_task
+        if self.ch is not None:
+            self.ch.close()
+        await self.streams.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+
+
+def run_worker(settings: Settings, *, loglevel: str = "info") -> int:
+    """Run until SIGINT/SIGTERM; returns the exit status."""
+    streams = RegistryStreams(settings)
+    side = ClickHouseSide(settings, streams)
+    worker = faust.Worker(streams.app, side, loglevel=loglevel, quiet=True,
+                          redirect_stdouts=False)
+    worker.execute_from_commandline()
+    return 0
+
+
+def add_parser(subparsers: Any) -> Any:
+    parser = subparsers.add_parser(
+        "worker", help="run the stream processor (several may run; they share the work)")
+    parser.add_argument("--loglevel", default="info", choices=["debug", "info", "warning"])
+    return parser
+
+
+def run(args: Any) -> int:
+    from streams.settings import get_settings
+
+    return run_worker(get_settings(), loglevel=args.loglevel)
