@@ -95,6 +95,9 @@ class RegistryStreams:
             stream_buffer_maxsize=20000,
             table_cleanup_interval=3600.0,
             consumer_metadata_max_age_ms=5000,
+            # uncommitted work is replayed after a restart (and recognised), so shutdown and
+            # rebalances need not wait for buffers to drain
+            stream_wait_empty=False,
         )
         # resubscribe soon after discovery changes the topic set (default waits 45 s)
         self.app.topics._resubscribe_sleep_lock_seconds = 1.0

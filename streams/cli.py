@@ -22,8 +22,8 @@ COMMANDS: list[tuple[str, str]] = [
     ("simulate", "streams.lender.simulator"),
     # --- registered by other components (uncomment / add as they land) ---
     ("worker", "streams.worker"),
-    # ("frequency", "..."),
-    # ("lag", "..."),
+    ("frequency", "streams.risk_cli:FREQUENCY"),
+    ("lag", "streams.risk_cli:LAG"),
     # ("lender", "..."),
     # ("erase", "..."),
 ]

@@ -12,7 +12,7 @@ history window; repayments follow most draws, and a ``defaulter``'s last loan en
 | `ten_a_month` | one draw every 2-4 days (~10 per 30 days)                 |
 | `bursty`      | 1-2 bursts of 3-8 draws, each burst within a few hours    |
 | `stacker`     | 3-5 lenders, one draw per lender every 10-20 days         |
-| `defaulter`   | 1-3 draws, then a `default` on the last loan 10-25 days on |
+| `defaulter`   | 1-3 draws early on, then a `default` on the last loan 5-14 days later |
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def plan_loans(
             Profile.TEN_A_MONTH: lambda: _periodic(rng, start_ms, end_ms, 2, 4),
             Profile.BURSTY: lambda: _bursts(rng, start_ms, end_ms),
             Profile.DEFAULTER: lambda: _periodic(
-                rng, start_ms, start_ms + (end_ms - start_ms) * 2 // 3, 5, 10
+                rng, start_ms, start_ms + (end_ms - start_ms) // 2, 3, 6
             )[:3],
         }
         draws = [(t, rng.choice(borrower.lenders)) for t in schedule[profile]()]
@@ -184,7 +184,7 @@ def plan_loans(
         events.append(PlannedEvent(t, lid, loan_id, EventType.DRAW, amount, product))
         last = index == len(draws) - 1
         if profile is Profile.DEFAULTER and last:
-            when = t + int(rng.uniform(10, 25) * DAY_MS)
+            when = t + int(rng.uniform(5, 14) * DAY_MS)
             if when < end_ms:
                 events.append(PlannedEvent(when, lid, loan_id, EventType.DEFAULT, amount, product))
         elif rng.random() < 0.8:

@@ -42,7 +42,7 @@ from streams.settings import Settings, get_settings
 from streams.topics_admin import TopicAdminError, ensure_lender_topics
 
 CHUNK_ITEMS = 2000
-#: Live events per second when ``--rate`` is 0 (unlimited makes no sense for live data).
+#: Live events per second when ``--rate`` is 0 and no ``--events`` bound ends the run.
 LIVE_DEFAULT_RATE = 50.0
 #: Relative draw frequency of each profile, used to pick live borrowers.
 _LIVE_WEIGHT = {
@@ -92,7 +92,8 @@ class SimulationParams:
     seed: int = 1
     lenders: int = 5
     borrowers: int = 1000
-    rate: float = 0.0  # events/s, 0 = unlimited (history); live uses LIVE_DEFAULT_RATE then
+    #: events/s; 0 = unlimited, except live without an ``events`` bound (LIVE_DEFAULT_RATE)
+    rate: float = 0.0
     duration_s: float | None = None
     events: int | None = None  # stop after this many records on loans topics
     days: int = 30
@@ -305,6 +306,7 @@ class _Player:
         self.started = time.monotonic()
         self.loan_records = 0  # records sent to loans topics
         self.sent = 0
+        self.rate = params.rate
         self._paced_from = (self.started, 0)
 
     def done(self) -> bool:
@@ -410,8 +412,9 @@ async def run_simulation(
         complete = history == len(scenario.items)
         live = 0
         if complete and not player.done():
-            player.set_rate(params.rate or LIVE_DEFAULT_RATE)
-            batch = max(1, int(player.rate / 5))
+            # rate 0 means unlimited; live data without an --events bound gets a sane pace
+            player.set_rate(params.rate or (0.0 if params.events else LIVE_DEFAULT_RATE))
+            batch = max(1, int(player.rate / 5)) if player.rate else CHUNK_ITEMS
             while not player.done():
                 live += await player.play(live_items(scenario, int(time.time() * 1000), batch))
         await asyncio.gather(*(p.flush() for p in publishers.values()))
@@ -466,7 +469,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--rate",
         type=float,
         default=0.0,
-        help=f"events/s, 0 = unlimited (live: {LIVE_DEFAULT_RATE:g})",
+        help=f"events/s, 0 = unlimited (live without --events: {LIVE_DEFAULT_RATE:g})",
     )
     add("--duration", type=float, default=None, help="stop after S seconds")
     add("--events", type=_positive_int, default=None, help="stop after N loan records")

@@ -1,0 +1,45 @@
+# credit-registry — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup run test test-unit lint bench clean stop
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[embedded,dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP) ## install everything missing: venv + pip, redis-server, Kafka jars
+	infra/redis/redis.sh install
+	infra/kafka/kafka.sh jars
+
+run: setup ## start Kafka, Redis, the worker (+API, dashboard) and a lender simulator; Ctrl-C stops all
+	$(PY) -m streams.local_stack
+
+test: setup ## the whole test suite against real services started by the suite
+	@$(PY) -m pytest -q -p no:cacheprovider; status=$$?; \
+	  if [ $$status -eq 5 ]; then echo "no tests were collected: failing" >&2; exit 1; fi; \
+	  exit $$status
+
+test-unit: $(STAMP) ## fast tests without services
+	$(PY) -m pytest -q tests/unit
+
+lint: $(STAMP) ## ruff
+	$(PY) -m ruff check .
+
+bench: setup ## benchmarks (placeholder: only the publisher benchmark exists so far)
+	@echo "make bench: the full benchmark suite (issue 'Benchmarks') is not built yet;"
+	@echo "running the lender publisher benchmark that exists:"
+	$(PY) bench/publisher_throughput.py
+
+clean: ## remove local data (not the venv, not the Kafka jar cache)
+	rm -rf .registry-data tests/artifacts

@@ -1,0 +1,1 @@
+"""The risk view: what the registry answers about one (pseudonymised) borrower."""

@@ -1,0 +1,244 @@
+"""``registry frequency`` and ``registry lag``: operator views through the worker's HTTP API.
+
+In embedded-ClickHouse mode only the worker may open the chDB folder, so these commands never
+touch ClickHouse or Kafka themselves: they ask the worker's API (``API_HOST``:``API_PORT`` by
+default, ``--url`` otherwise). The national id travels in the POST body, never in the URL.
+
+Exit status: 0 answered; 1 the API refused the request (bad id, bad window, bad token);
+2 the worker could not be reached or answered with a server error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import sys
+from typing import Any
+
+import aiohttp
+
+from streams.lender.jsonl import SubCommand
+from streams.settings import Settings, get_settings
+
+EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE = 0, 1, 2
+TIMEOUT_S = 15.0
+BAR_WIDTH = 30
+_WINDOW = re.compile(r"^\s*(\d+)\s*d?\s*$", re.IGNORECASE)
+
+
+def _default_url(settings: Settings) -> str:
+    host = settings.api_host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.api_port}"
+
+
+def _default_token(settings: Settings) -> str | None:
+    env = os.environ.get("REGISTRY_API_TOKEN")
+    if env:
+        return env
+    return next(iter(settings.institution_tokens), None)
+
+
+def _add_url(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=None,
+                        help="base URL of the worker's API (default http://API_HOST:API_PORT)")
+    parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
+
+
+class _Unreachable(Exception):
+    pass
+
+
+async def _request(method: str, url: str, *, token: str | None = None,
+                   body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.request(
+            method, url, json=body, headers=headers
+        ) as response:
+            text = await response.text()
+            try:
+                payload = json.loads(text)
+            except ValueError:
+                payload = {"error": "not_json", "detail": text[:200]}
+            return response.status, payload
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise _Unreachable(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _fail(command: str, message: str, code: int) -> int:
+    print(f"registry {command}: {message}", file=sys.stderr)
+    return code
+
+
+def _error_of(status: int, payload: Any) -> str:
+    if isinstance(payload, dict):
+        reason = payload.get("error", f"HTTP {status}")
+        detail = payload.get("detail")
+        return f"{reason}: {detail}" if detail else str(reason)
+    return f"HTTP {status}"
+
+
+# --- registry frequency -----------------------------------------------------------------------
+
+
+def parse_window(text: str) -> int:
+    match = _WINDOW.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError("expected a number of days like 30d or 30")
+    days = int(match.group(1))
+    if not 1 <= days <= 400:
+        raise argparse.ArgumentTypeError("the window must be 1 to 400 days")
+    return days
+
+
+def _add_frequency_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "frequency",
+        help="the risk view of one borrower (draws, amounts, lenders over a window)",
+        description="Ask the worker's risk API about one borrower. The id is sent in the "
+        "request body and never printed back. Exit 1 if refused, 2 if the worker is "
+        "unreachable.",
+    )
+    parser.add_argument("borrower_id", metavar="ID", help="the borrower's national id")
+    parser.add_argument("--window", type=parse_window, default=30,
+                        help="window in local days: 30d or 30 (default 30d)")
+    parser.add_argument("--token", default=None,
+                        help="bearer token (default $REGISTRY_API_TOKEN, else the first "
+                        "configured token: the local dev token in local mode)")
+    _add_url(parser)
+    return parser
+
+
+def _run_frequency(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    base = (args.url or _default_url(settings)).rstrip("/")
+    token = args.token or _default_token(settings)
+    body = {"borrower_id": args.borrower_id, "window_days": args.window}
+    try:
+        status, payload = asyncio.run(
+            _request("POST", f"{base}/api/v1/frequency", token=token, body=body)
+        )
+    except _Unreachable as exc:
+        return _fail("frequency", f"cannot reach the worker at {base} ({exc}); is "
+                     "`registry worker` running?", EXIT_UNREACHABLE)
+    if status != 200:
+        code = EXIT_REFUSED if 400 <= status < 500 else EXIT_UNREACHABLE
+        return _fail("frequency", _error_of(status, payload), code)
+    if args.json:
+        print(json.dumps(payload, indent=2))
+    else:
+        print(render_frequency(payload))
+    return EXIT_OK
+
+
+def render_frequency(answer: dict[str, Any]) -> str:
+    """A readable table: totals, then one row per day with a bar of draws."""
+    totals = [
+        ("window", f"{answer.get('window_days')} days "
+                   f"({answer.get('window_start', '?')} .. {answer.get('window_end', '?')})"),
+        ("draws", f"{answer.get('draws')}  amount {answer.get('draw_amount')}"),
+        ("repayments", f"{answer.get('repayments')}  amount {answer.get('repaid_amount')}"),
+        ("defaults", str(answer.get("defaults"))),
+        ("distinct lenders", str(answer.get("distinct_lenders"))),
+        ("active days", str(answer.get("active_days"))),
+        ("last draw at", answer.get("last_draw_at") or "-"),
+        ("inquiring institutions", str(answer.get("inquiring_institutions", "-"))),
+        ("as of", answer.get("as_of") or "unknown"),
+    ]
+    width = max(len(name) for name, _ in totals)
+    lines = [f"{name:<{width}}  {value}" for name, value in totals]
+    daily = answer.get("daily") or []
+    if daily:
+        peak = max((day.get("draws", 0) for day in daily), default=0) or 1
+        lines += ["", f"{'date':<10}  {'draws':>5}  {'amount':>14}"]
+        for day in daily:
+            draws = int(day.get("draws", 0))
+            bar = "#" * (max(1, round(draws / peak * BAR_WIDTH)) if draws else 0)
+            lines.append(f"{day.get('date', ''):<10}  {draws:>5}  "
+                         f"{day.get('draw_amount', ''):>14}  {bar}".rstrip())
+    return "\n".join(lines)
+
+
+# --- registry lag ------------------------------------------------------------------------------
+
+
+def _add_lag_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "lag",
+        help="consumer lag per group, topic and partition",
+        description="Read the worker's lag monitor (GET /api/v1/lag). Exit 2 if the worker "
+        "is unreachable.",
+    )
+    _add_url(parser)
+    return parser
+
+
+def _run_lag(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    base = (args.url or _default_url(settings)).rstrip("/")
+    try:
+        status, payload = asyncio.run(_request("GET", f"{base}/api/v1/lag?points=2"))
+    except _Unreachable as exc:
+        return _fail("lag", f"cannot reach the worker at {base} ({exc}); is "
+                     "`registry worker` running?", EXIT_UNREACHABLE)
+    if status != 200:
+        return _fail("lag", _error_of(status, payload), EXIT_UNREACHABLE)
+    if args.json:
+        print(json.dumps(payload, indent=2))
+    else:
+        print(render_lag(payload))
+    return EXIT_OK
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def render_lag(snapshot: dict[str, Any]) -> str:
+    """One block per group: its status, then a row per partition."""
+    lines: list[str] = []
+    if not snapshot.get("ready"):
+        lines.append("lag monitor: no sample yet")
+    if snapshot.get("error"):
+        lines.append(f"lag monitor error: {snapshot['error']}")
+    header = ("topic", "part", "committed", "end", "lag", "lag s", "status")
+    for name, group in sorted((snapshot.get("groups") or {}).items()):
+        lines.append("")
+        lines.append(f"group {name}: {group.get('status')} (state {group.get('state')}, "
+                     f"{group.get('members')} members, lag {group.get('lag')})")
+        rows = [header] + [
+            (str(p.get("topic")), _cell(p.get("partition")), _cell(p.get("committed")),
+             _cell(p.get("end")), _cell(p.get("lag")), _cell(p.get("lag_seconds")),
+             str(p.get("status")))
+            for p in group.get("partitions") or []
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        for row in rows:
+            cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in
+                                                  zip(row[1:-1], widths[1:-1], strict=True)]
+            lines.append("  " + "  ".join([*cells, row[-1]]))
+    freshness = snapshot.get("freshness") or []
+    if freshness:
+        lines.append("")
+        lines.append("lender freshness (seconds since newest message):")
+        for item in freshness:
+            lines.append(f"  {item.get('lender')}: {_cell(item.get('seconds'))}")
+    if not snapshot.get("groups"):
+        lines.append("no consumer groups")
+    return "\n".join(lines).lstrip("\n")
+
+
+FREQUENCY = SubCommand(_add_frequency_parser, _run_frequency)
+LAG = SubCommand(_add_lag_parser, _run_lag)

@@ -1,0 +1,36 @@
+"""Print the registry's ClickHouse contents as JSON (run in a subprocess: an embedded chDB
+folder may be open in one process only, and the worker owns it while it runs)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from consumers.clickhouse.client import connect
+from streams.settings import Settings
+
+BUCKET = ("draws, draw_amount_minor, repayments, repaid_amount_minor, defaults, "
+          "arraySort(lenders)")
+
+
+def main() -> None:
+    ch = connect(Settings())
+    out = {
+        "daily": ch.query(f"SELECT borrower, toString(day), {BUCKET} FROM borrower_daily FINAL"),
+        "hourly": ch.query("SELECT borrower, formatDateTime(hour, '%Y-%m-%dT%H:00'), "
+                           f"{BUCKET} FROM borrower_hourly FINAL"),
+        "ledger_rows": ch.query("SELECT count() FROM admitted_events FINAL")[0][0],
+        "ledger_raw_rows": ch.query("SELECT count() FROM admitted_events")[0][0],
+        "ledger_duplicates": ch.query(
+            "SELECT count() - uniqExact(lender_id, event_id) FROM admitted_events FINAL")[0][0],
+        "rejections": ch.query(
+            "SELECT lender_id, reason, count() FROM rejections FINAL GROUP BY lender_id, reason"),
+        "consent_rows": ch.query("SELECT count() FROM consent_audit FINAL")[0][0],
+        "tables": [r[0] for r in ch.query("SELECT name FROM system.tables "
+                                          "WHERE database = currentDatabase()")],
+    }
+    json.dump(out, sys.stdout, default=str)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Session-scoped real Kafka, Redis and ClickHouse; per-test isolation by name.
+
+Each test gets its own topic namespace, consumer-group prefix, Redis key prefix and ClickHouse
+database, so tests never see each other's data on the shared services.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from services import (
+    REPO,
+    Services,
+    container_services,
+    docker_available,
+    free_port,
+    local_services,
+    settings_env,
+)
+
+from consumers.clickhouse.client import ClickHouse, connect
+from consumers.clickhouse.migrations import apply_migrations
+from streams.settings import Settings
+
+ARTIFACTS = REPO / "tests" / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    if docker_available():
+        with container_services() as found:
+            yield found
+    else:
+        with local_services(tmp_path_factory.mktemp("services")) as found:
+            yield found
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(services: Services) -> str:
+    return services.kafka_bootstrap
+
+
+@pytest.fixture(scope="session")
+def redis_url(services: Services) -> str:
+    return services.redis_url
+
+
+@pytest.fixture(scope="session")
+def clickhouse(services: Services, tmp_path_factory: pytest.TempPathFactory) -> ClickHouse:
+    """ClickHouse for tests that query it in this process, migrations applied.
+
+    Embedded chDB admits one data folder per process, so the whole session shares one folder
+    (and one database); workers started by tests use folders of their own.
+    """
+    ch = connect(Settings(
+        clickhouse_url=services.clickhouse_url,
+        registry_data_dir=tmp_path_factory.mktemp("clickhouse"),
+        clickhouse_database=unique("s"),
+    ))
+    apply_migrations(ch)
+    return ch
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def settings(services: Services, tmp_path: Path) -> Settings:
+    """Settings of an isolated registry deployment on the shared test services."""
+    name = unique("t")
+    return Settings(
+        kafka_bootstrap=services.kafka_bootstrap,
+        redis_url=services.redis_url,
+        clickhouse_url=services.clickhouse_url,
+        clickhouse_database=name,
+        kafka_namespace=f"{name}.",
+        registry_app_id=name,
+        registry_data_dir=tmp_path / "data",
+        api_port=free_port(),
+        registry_partitions=6,
+    )
+
+
+class WorkerProcess:
+    """A ``registry worker`` subprocess with its log in the test's folder."""
+
+    def __init__(self, settings: Settings, log_path: Path, extra_env: dict[str, str]) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            env={**settings_env(settings), **extra_env}, cwd=REPO,
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def stop(self, timeout: float = 40.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture
+def worker_factory(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(extra_env: dict[str, str] | None = None) -> WorkerProcess:
+        worker = WorkerProcess(settings, tmp_path / f"worker-{len(started)}.log",
+                               extra_env or {})
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def wait_for(predicate: Callable[[], object], *, timeout: float, what: str,
+             interval: float = 0.25) -> object:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)

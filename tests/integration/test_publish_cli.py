@@ -1,0 +1,196 @@
+"""`registry publish` and `registry consent` as a lender runs them, against the real broker:
+every bad line is named with its reason, and the topic holds exactly the good events."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from schemas.codec import CONSENT_RECORD, LOAN_EVENT, codec_for
+from schemas.national_id import check_character, generate
+from schemas.records import format_timestamp
+from streams.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+LENDER = "jd-baitiao"
+
+
+def cli(settings: Settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
+    env |= {
+        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "KAFKA_NAMESPACE": settings.kafka_namespace,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        env=env,
+        cwd=REPO,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def read_topic(settings: Settings, topic: str, timeout: float = 30.0) -> list:
+    """Every record of ``topic`` from the beginning up to its end offsets at call time."""
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    assert described["error_code"] == 0, described
+    tps = [TopicPartition(topic, part["partition"]) for part in described["partitions"]]
+    consumer = AIOKafkaConsumer(**settings.kafka_client_options(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        records = []
+        deadline = time.monotonic() + timeout
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            assert time.monotonic() < deadline, "topic not read to its end in time"
+            batches = await consumer.getmany(*tps, timeout_ms=500)
+            records += [r for batch in batches.values() for r in batch]
+        return records
+    finally:
+        await consumer.stop()
+
+
+def loan_line(rng: random.Random, event_id: str, **overrides: object) -> str:
+    obj = {
+        "event_id": event_id,
+        "borrower_id": generate(rng),
+        "loan_id": "bt-0001",
+        "event_type": "draw",
+        "amount": "1250.00",
+        "occurred_at": "2026-11-01T09:30:00+08:00",
+        "product": "baitiao",
+    } | overrides
+    return json.dumps({k: v for k, v in obj.items() if v is not None})
+
+
+async def test_publish_reports_each_bad_line_and_publishes_exactly_the_good(
+    settings: Settings, tmp_path: Path
+) -> None:
+    rng = random.Random(7)
+    good_ids = [f"evt-{n}" for n in range(6)]
+    first17 = generate(rng)[:17]
+    wrong_check = first17 + ("0" if check_character(first17) != "0" else "1")
+    future = format_timestamp(int(time.time() * 1000) + 86_400_000)
+    lines = {
+        1: loan_line(rng, good_ids[0]),
+        2: '{"event_id": "broken", ',
+        3: loan_line(rng, good_ids[1], lender_id=LENDER, event_type="repayment"),
+        4: loan_line(rng, "bad-check", borrower_id=wrong_check),
+        5: loan_line(rng, good_ids[2], amount="0.01", currency="CNY"),
+        6: loan_line(rng, "zero", amount="0"),
+        7: "",
+        8: loan_line(rng, "other", lender_id="ant-huabei"),
+        9: loan_line(rng, None),
+        10: loan_line(rng, "future", occurred_at=future),
+        11: loan_line(rng, good_ids[3], event_type="default"),
+        12: "[1, 2, 3]",
+        13: loan_line(rng, good_ids[4]),
+        14: loan_line(rng, good_ids[5], product=None),
+    }
+    bad = {
+        2: "MALFORMED",
+        4: "INVALID_BORROWER_ID",
+        6: "INVALID_AMOUNT",
+        8: "LENDER_MISMATCH",
+        9: "MISSING_FIELD",
+        10: "FUTURE_TIMESTAMP",
+        12: "MALFORMED",
+    }
+    path = tmp_path / "loans.jsonl"
+    path.write_text("".join(lines[n] + "\n" for n in sorted(lines)))
+
+    done = cli(settings, "publish", "--lender", LENDER, str(path))
+
+    assert done.returncode == 1, done.stderr
+    reported = [line for line in done.stderr.splitlines() if line.startswith("line ")]
+    assert len(reported) == len(bad), done.stderr
+    for number, reason in bad.items():
+        assert any(line.startswith(f"line {number}: {reason}: ") for line in reported), (
+            number,
+            done.stderr,
+        )
+    assert "published 6, rejected 7" in done.stdout
+
+    records = await read_topic(settings, settings.topics.loans(LENDER))
+    codec = codec_for(LOAN_EVENT)
+    decoded = [codec.decode(r.value) for r in records]
+    assert sorted(d["event_id"] for d in decoded) == sorted(good_ids)  # exactly, once each
+    for record, event in zip(records, decoded, strict=True):
+        assert record.key == event["borrower_id"].encode()  # keyed by the raw borrower id
+        assert event["lender_id"] == LENDER
+        assert record.timestamp_type == 1  # LogAppendTime: the broker stamps arrival
+
+
+async def test_publish_from_stdin_with_only_good_lines_exits_zero(settings: Settings) -> None:
+    rng = random.Random(8)
+    text = "\n".join(loan_line(rng, f"stdin-{n}") for n in range(3)) + "\n"
+    done = cli(settings, "publish", "--lender", LENDER, "-", stdin=text)
+    assert done.returncode == 0, done.stderr
+    assert "published 3, rejected 0" in done.stdout
+    records = await read_topic(settings, settings.topics.loans(LENDER))
+    assert len(records) == 3
+
+
+async def test_consent_grant_is_published(settings: Settings) -> None:
+    borrower = generate(random.Random(9))
+    done = cli(
+        settings,
+        "consent",
+        "grant",
+        "--lender",
+        LENDER,
+        "--borrower",
+        borrower,
+        "--at",
+        "2026-10-01T00:00:00+08:00",
+        "--reference",
+        "contract-17",
+    )
+    assert done.returncode == 0, done.stderr
+    assert borrower not in done.stdout  # the national id is masked in output
+    records = await read_topic(settings, settings.topics.consent(LENDER))
+    assert len(records) == 1
+    rec = codec_for(CONSENT_RECORD).decode(records[0].value)
+    assert rec == {
+        "lender_id": LENDER,
+        "borrower_id": borrower,
+        "action": "grant",
+        "effective_at_ms": int(datetime.fromisoformat("2026-10-01T00:00:00+08:00").timestamp())
+        * 1000,
+        "reference": "contract-17",
+    }
+
+
+def test_usage_errors_exit_two(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_text("")
+    done = cli(settings, "publish", "--lender", "Not A Lender", str(path))
+    assert done.returncode == 2 and "lender id" in done.stderr
+    done = cli(settings, "publish", "--lender", LENDER, str(tmp_path / "missing.jsonl"))
+    assert done.returncode == 2 and "cannot read" in done.stderr
+    done = cli(settings, "consent", "grant", "--lender", LENDER, "--borrower", "123")
+    assert done.returncode == 2 and "INVALID_BORROWER_ID" in done.stderr
+    unreachable = settings.model_copy(update={"kafka_bootstrap": "127.0.0.1:1"})
+    done = cli(unreachable, "publish", "--lender", LENDER, str(path))
+    assert done.returncode == 2 and "no Kafka broker reachable" in done.stderr

@@ -1,0 +1,92 @@
+"""Helpers for end-to-end tests: wait until the pipeline drained, read ClickHouse back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import sys
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from services import REPO, settings_env
+
+from streams.settings import Settings
+
+
+async def group_lag(settings: Settings) -> dict[str, int]:
+    """Unconsumed messages per stage: 'stream' (Faust group) and 'sink' (sink group)."""
+    topics = settings.topics
+    opts = settings.kafka_client_options()
+    admin = AIOKafkaAdminClient(**opts)
+    consumer = AIOKafkaConsumer(**opts)
+    await admin.start()
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        names = consumer._client.cluster.topics()
+        stream_topics = [n for n in names if re.match(topics.loans_pattern, n)
+                         or re.match(topics.consent_pattern, n) or n == topics.admitted]
+        sink_topics = [n for n in names if re.match(topics.rejected_pattern, n)
+                       or n in (topics.activity, topics.consent_audit)]
+        out = {}
+        for stage, group, wanted in (("stream", settings.registry_app_id, stream_topics),
+                                     ("sink", f"{settings.registry_app_id}-sink", sink_topics)):
+            tps = [TopicPartition(t, p) for t in wanted
+                   for p in sorted(consumer._client.cluster.partitions_for_topic(t) or ())]
+            if not tps:  # nothing to judge yet: not drained
+                out[stage] = -1
+                continue
+            ends = await consumer.end_offsets(tps) if tps else {}
+            committed = await admin.list_consumer_group_offsets(group)
+            out[stage] = sum(
+                max(0, end - (committed[tp].offset if tp in committed else 0))
+                for tp, end in ends.items()
+            )
+        return out
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def wait_drained(settings: Settings, *, timeout: float, stable_for: float = 3.0,
+                       worker: Any = None) -> float:
+    """Wait until both stages have nothing left to consume, for ``stable_for`` seconds."""
+    started = time.monotonic()
+    deadline = started + timeout
+    clear_since: float | None = None
+    last: dict[str, int] = {}
+    while True:
+        if worker is not None and worker.proc.poll() is not None:
+            raise AssertionError(f"worker exited early:\n{worker.log_tail()}")
+        try:
+            last = await group_lag(settings)
+        except KafkaError as exc:  # e.g. the group coordinator is not elected yet
+            last = {"error": 1}
+            note = repr(exc)
+        else:
+            note = ""
+        now = time.monotonic()
+        if last and all(v == 0 for v in last.values()):
+            clear_since = clear_since or now
+            if now - clear_since >= stable_for:
+                return clear_since - started
+        else:
+            clear_since = None
+        if now > deadline:
+            tail = worker.log_tail() if worker is not None else ""
+            raise AssertionError(
+                f"pipeline not drained after {timeout:.0f}s: {last} {note}\n{tail}")
+        await asyncio.sleep(0.5)
+
+
+def dump_clickhouse(settings: Settings) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, str(REPO / "tests" / "chdb_dump.py")],
+                          env=settings_env(settings), cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)

@@ -1,0 +1,110 @@
+"""Real services for the test suite: testcontainers where a Docker engine answers, otherwise
+the project's own local scripts (a KRaft broker from Maven Central jars, Debian's redis-server)
+and embedded ClickHouse. Nothing here is a mock."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Services:
+    kafka_bootstrap: str
+    redis_url: str
+    clickhouse_url: str  # "" = embedded chDB
+    how: str
+
+
+def free_port(pair: bool = False) -> int:
+    """A free TCP port on 127.0.0.1 (with ``pair``, the next port is free too)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if not pair:
+            return port
+        with socket.socket() as s2:
+            try:
+                s2.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port pair")
+
+
+def docker_available() -> bool:
+    if os.environ.get("REGISTRY_TEST_SERVICES") == "local":
+        return False
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+@contextmanager
+def container_services() -> Iterator[Services]:
+    from testcontainers.clickhouse import ClickHouseContainer
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.redis import RedisContainer
+
+    with KafkaContainer("apache/kafka:4.1.1").with_kraft() as kafka, \
+            RedisContainer("redis:7") as redis, \
+            ClickHouseContainer("clickhouse/clickhouse-server:25.8") as clickhouse:
+        redis_url = (f"redis://{redis.get_container_host_ip()}:"
+                     f"{redis.get_exposed_port(6379)}/0")
+        ch_url = (f"http://{clickhouse.username}:{clickhouse.password}@"
+                  f"{clickhouse.get_container_host_ip()}:{clickhouse.get_exposed_port(8123)}")
+        yield Services(kafka.get_bootstrap_server(), redis_url, ch_url, "testcontainers")
+
+
+@contextmanager
+def local_services(workdir: Path) -> Iterator[Services]:
+    kafka_port, redis_port = free_port(pair=True), free_port()
+    kafka_env = {**os.environ, "KAFKA_PORT": str(kafka_port),
+                 "KAFKA_DATA_DIR": str(workdir / "kafka"), "KAFKA_HEAP": "768m"}
+    redis_env = {**os.environ, "REDIS_PORT": str(redis_port),
+                 "REDIS_DATA_DIR": str(workdir / "redis")}
+    kafka_sh, redis_sh = REPO / "infra/kafka/kafka.sh", REPO / "infra/redis/redis.sh"
+    subprocess.run([kafka_sh, "start"], env=kafka_env, check=True, timeout=600)
+    try:
+        subprocess.run([redis_sh, "start"], env=redis_env, check=True, timeout=120)
+        try:
+            yield Services(f"127.0.0.1:{kafka_port}", f"redis://127.0.0.1:{redis_port}/0", "",
+                           "local")
+        finally:
+            subprocess.run([redis_sh, "stop"], env=redis_env, timeout=60)
+    finally:
+        subprocess.run([kafka_sh, "stop"], env=kafka_env, timeout=60)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment that makes a subprocess (worker, CLI) use ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "REDIS_"))}
+    env.update(
+        KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+        REDIS_URL=settings.redis_url,
+        CLICKHOUSE_URL=settings.clickhouse_url,
+        CLICKHOUSE_DATABASE=settings.clickhouse_database,
+        KAFKA_NAMESPACE=settings.kafka_namespace,
+        REGISTRY_APP_ID=settings.registry_app_id,
+        REGISTRY_DATA_DIR=str(settings.registry_data_dir),
+        REGISTRY_PARTITIONS=str(settings.registry_partitions),
+        API_HOST=settings.api_host,
+        API_PORT=str(settings.api_port),
+        GRACE_HOURS=str(settings.grace_hours),
+        HOURLY_STATE_HOURS=str(settings.hourly_state_hours),
+    )
+    return env

@@ -1,0 +1,101 @@
+"""The frequency answer's window and arithmetic, against a fake of our ClickHouse facade.
+
+The window is the local days [today - N + 1, today] of the registry zone (Asia/Shanghai here),
+and the inquiry count starts at LOCAL midnight of the first day (16:00 UTC the day before).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from consumers.risk.frequency import frequency, money, window_bounds, window_start_utc
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+TODAY = date(2026, 3, 1)  # the window crosses the end of a short February
+
+
+class FakeCH:
+    """Answers the daily query with fixed rows and the inquiry query with a fixed count."""
+
+    def __init__(self, daily: list[tuple] | None = None, inquirers: int | None = None) -> None:
+        self.daily = daily or []
+        self.inquirers = inquirers
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
+        self.calls.append((sql, dict(parameters or {})))
+        if "borrower_daily" in sql:
+            return self.daily
+        return [] if self.inquirers is None else [(self.inquirers,)]
+
+
+def test_window_bounds_include_today_and_cross_month_end() -> None:
+    assert window_bounds(TODAY, 1) == (TODAY, TODAY)
+    assert window_bounds(TODAY, 2) == (date(2026, 2, 28), TODAY)
+    assert window_bounds(TODAY, 30) == (date(2026, 1, 31), TODAY)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 401])
+def test_window_outside_limits_is_refused(bad: int) -> None:
+    with pytest.raises(ValueError):
+        window_bounds(TODAY, bad)
+
+
+def test_window_start_is_local_midnight_in_utc() -> None:
+    assert window_start_utc(date(2026, 2, 28), SHANGHAI) == datetime(2026, 2, 27, 16, tzinfo=UTC)
+
+
+def test_query_is_one_point_range_with_local_day_bounds() -> None:
+    ch = FakeCH()
+    frequency(ch, borrower="p1", window_days=7, tz=SHANGHAI, today=TODAY)
+    daily = [params for sql, params in ch.calls if "borrower_daily" in sql]
+    assert daily == [{"b": "p1", "start": date(2026, 2, 23), "end": TODAY}]
+    inquiries = [params for sql, params in ch.calls if "inquiries" in sql]
+    since = datetime(2026, 2, 22, 16, tzinfo=UTC)
+    assert inquiries == [{"b": "p1", "since_ms": int(since.timestamp() * 1000)}]
+
+
+def test_unknown_borrower_answers_zeros_for_every_day() -> None:
+    answer = frequency(FakeCH(), borrower="nobody", window_days=30, tz=SHANGHAI, today=TODAY)
+    body = answer.to_json()
+    assert body["draws"] == body["repayments"] == body["defaults"] == 0
+    assert body["draw_amount"] == body["repaid_amount"] == "0.00"
+    assert body["distinct_lenders"] == body["active_days"] == 0
+    assert body["inquiring_institutions"] == 0
+    assert body["last_draw_at"] is None and body["as_of"] is None
+    assert len(body["daily"]) == 30
+    assert body["daily"][0] == {"date": "2026-01-31", "draws": 0, "draw_amount": "0.00"}
+    assert body["daily"][-1]["date"] == "2026-03-01"
+
+
+def test_totals_lenders_and_series_from_rows() -> None:
+    last_ms = int(datetime(2026, 2, 28, 3, 4, 5, 678000, tzinfo=UTC).timestamp() * 1000)
+    rows = [
+        (date(2026, 2, 27), 2, 125000, 0, 0, 0, ["a", "b"], last_ms - 86_400_000),
+        (date(2026, 2, 28), 1, 5, 1, 30000, 1, ["b", "c"], last_ms),
+        (date(2026, 3, 1), 0, 0, 1, 99, 0, ["a"], None),
+    ]
+    answer = frequency(FakeCH(rows, inquirers=3), borrower="p", window_days=3, tz=SHANGHAI,
+                       today=TODAY, as_of_ms=1_772_300_000_123)
+    body = answer.to_json()
+    assert body["draws"] == 3 and body["draw_amount"] == "1250.05"
+    assert body["repayments"] == 2 and body["repaid_amount"] == "300.99"
+    assert body["defaults"] == 1
+    assert body["distinct_lenders"] == 3
+    assert body["active_days"] == 3
+    assert body["last_draw_at"] == "2026-02-28T03:04:05.678Z"
+    assert body["as_of"].endswith("Z")
+    assert body["inquiring_institutions"] == 3
+    assert [d["draws"] for d in body["daily"]] == [2, 1, 0]
+    assert body["daily"][0]["draw_amount"] == "1250.00"
+
+
+def test_money_formats_minor_units() -> None:
+    assert money(0) == "0.00"
+    assert money(125000) == "1250.00"
+    assert money(7) == "0.07"
+    assert money(-150) == "-1.50"
