@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import Any
 
 import faust
@@ -238,7 +237,3 @@ class RegistryStreams:
             await self.discover()
 
         self._agents = (consent_agent, admission_agent, aggregation_agent, discovery)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)

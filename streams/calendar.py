@@ -54,16 +54,10 @@ def day_to_date(day: int) -> date:
     return date.fromordinal(day + _EPOCH_ORDINAL)
 
 
-def date_to_day(d: date) -> int:
-    return d.toordinal() - _EPOCH_ORDINAL
-
-
-def ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def local_today(tz: ZoneInfo, now: datetime | None = None) -> date:
     return (now or datetime.now(UTC)).astimezone(tz).date()
 
 
-__all__ = ["HOUR_MS", "Calendar", "date_to_day", "day_to_date", "hour_of", "local_today"]
+__all__ = ["HOUR_MS", "Calendar", "day_to_date", "hour_of", "local_today"]

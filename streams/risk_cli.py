@@ -16,6 +16,7 @@ import json
 import os
 import re
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -86,6 +87,34 @@ def _error_of(status: int, payload: Any) -> str:
     return f"HTTP {status}"
 
 
+def _call_worker(
+    command: str,
+    args: argparse.Namespace,
+    method: str,
+    url: str,
+    render: Callable[[dict[str, Any]], str],
+    *,
+    token: str | None = None,
+    body: dict[str, Any] | None = None,
+) -> int:
+    """Ask the worker's HTTP API; print JSON (``--json``) or the rendered table.
+
+    Exit status: 0 answered, 1 refused (4xx: bad input, no token), 2 worker unreachable or
+    failing (5xx).
+    """
+    base = url.split("/api/", 1)[0]
+    try:
+        status, payload = asyncio.run(_request(method, url, token=token, body=body))
+    except _Unreachable as exc:
+        return _fail(command, f"cannot reach the worker at {base} ({exc}); is "
+                     "`registry worker` running?", EXIT_UNREACHABLE)
+    if status != 200:
+        code = EXIT_REFUSED if 400 <= status < 500 else EXIT_UNREACHABLE
+        return _fail(command, _error_of(status, payload), code)
+    print(json.dumps(payload, indent=2) if args.json else render(payload))
+    return EXIT_OK
+
+
 # --- registry frequency -----------------------------------------------------------------------
 
 
@@ -122,21 +151,8 @@ def _run_frequency(args: argparse.Namespace) -> int:
     base = (args.url or _default_url(settings)).rstrip("/")
     token = args.token or _default_token(settings)
     body = {"borrower_id": args.borrower_id, "window_days": args.window}
-    try:
-        status, payload = asyncio.run(
-            _request("POST", f"{base}/api/v1/frequency", token=token, body=body)
-        )
-    except _Unreachable as exc:
-        return _fail("frequency", f"cannot reach the worker at {base} ({exc}); is "
-                     "`registry worker` running?", EXIT_UNREACHABLE)
-    if status != 200:
-        code = EXIT_REFUSED if 400 <= status < 500 else EXIT_UNREACHABLE
-        return _fail("frequency", _error_of(status, payload), code)
-    if args.json:
-        print(json.dumps(payload, indent=2))
-    else:
-        print(render_frequency(payload))
-    return EXIT_OK
+    return _call_worker("frequency", args, "POST", f"{base}/api/v1/frequency",
+                        render_frequency, token=token, body=body)
 
 
 def render_frequency(answer: dict[str, Any]) -> str:
@@ -184,18 +200,7 @@ def _add_lag_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _run_lag(args: argparse.Namespace) -> int:
     settings = get_settings()
     base = (args.url or _default_url(settings)).rstrip("/")
-    try:
-        status, payload = asyncio.run(_request("GET", f"{base}/api/v1/lag?points=2"))
-    except _Unreachable as exc:
-        return _fail("lag", f"cannot reach the worker at {base} ({exc}); is "
-                     "`registry worker` running?", EXIT_UNREACHABLE)
-    if status != 200:
-        return _fail("lag", _error_of(status, payload), EXIT_UNREACHABLE)
-    if args.json:
-        print(json.dumps(payload, indent=2))
-    else:
-        print(render_lag(payload))
-    return EXIT_OK
+    return _call_worker("lag", args, "GET", f"{base}/api/v1/lag?points=2", render_lag)
 
 
 def _cell(value: Any) -> str:

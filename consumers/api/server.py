@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from consumers.api.frequency_routes import add_frequency_routes
 from consumers.api.ops_routes import add_ops_routes
 from consumers.clickhouse.client import ClickHouse
 from consumers.lag.monitor import LagMonitor
@@ -19,10 +20,6 @@ def build_app(settings: Settings, ch: ClickHouse, monitor: LagMonitor,
               as_of_ms: object = None) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     add_ops_routes(app, monitor=monitor, metrics=METRICS)
-    try:
-        from consumers.api.frequency_routes import add_frequency_routes
-    except ImportError:  # pragma: no cover - until the risk routes exist
-        return app
     add_frequency_routes(app, settings=settings, ch=ch, as_of_ms=as_of_ms)
     return app
 
