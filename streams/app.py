@@ -1,8 +1,8 @@
-"""The Faust application: consent, admission and aggregation agents.
+"""The Faust application: admission and aggregation agents (+ the consent agent beside it).
 
 ::
 
-    lenders.<L>.consent --[consent agent]--> Redis intervals + registry.consent-audit
+    lenders.<L>.consent --[consent agent, own consumer]--> Redis intervals + consent audit
     lenders.<L>.loans  --[admission agent]--> registry.admitted  (keyed by pseudonym)
                                          \\-> lenders.<L>.rejected (reason + coordinates)
     registry.admitted  --[aggregation agent + borrower-state table]--> registry.activity
@@ -16,7 +16,8 @@ values this code owns (see :mod:`streams.buckets`).
 
 faust-streaming's pattern subscriptions do not work, so lender topics are discovered by listing
 the broker's topics every ``DISCOVERY_INTERVAL_S`` and resubscribing when the set changes: a
-new lender needs no code change and no restart.
+new lender needs no code change and no restart. The consent agent is not in this consumer (see
+:mod:`streams.consent_consumer`, which subscribes by pattern with aiokafka).
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ log = logging.getLogger(__name__)
 DISCOVERY_INTERVAL_S = 3.0
 ADMITTED_BATCH = "registry.internal.AdmittedBatch"
 ACTIVITY_BATCH = "registry.internal.ActivityBatch"
-CONSENT_CHANGE = "registry.internal.ConsentChange"
 
 
 def _raw_topic(app: faust.App, *names: str, partitions: int | None = None) -> Any:
@@ -101,10 +101,8 @@ class RegistryStreams:
         # resubscribe soon after discovery changes the topic set (default waits 45 s)
         self.app.topics._resubscribe_sleep_lock_seconds = 1.0
         self.loans = _raw_topic(self.app)
-        self.consent_topics = _raw_topic(self.app)
         self.admitted = _raw_topic(self.app, topics.admitted)
         self.activity = _raw_topic(self.app, topics.activity)
-        self.consent_audit = _raw_topic(self.app, topics.consent_audit)
         self._rejected: dict[str, Any] = {}
         self.table = self.app.Table(
             "borrower-state", partitions=settings.registry_partitions,
@@ -115,7 +113,6 @@ class RegistryStreams:
         self._meta: AIOKafkaConsumer | None = None
         self._admitted_codec = codec_for(ADMITTED_BATCH)
         self._activity_codec = codec_for(ACTIVITY_BATCH)
-        self._consent_codec = codec_for(CONSENT_CHANGE)
         self._rejection_codec = codec_for(REJECTION)
         self._state_codec = StateCodec()
         pseudonymise = Pseudonymiser(settings.pseudonym_key_bytes)
@@ -160,16 +157,12 @@ class RegistryStreams:
         await self._meta._client.force_metadata_update()
         names = self._meta._client.cluster.topics()
         loans = sorted(n for n in names if re.match(self.topics.loans_pattern, n))
-        consent = sorted(n for n in names if re.match(self.topics.consent_pattern, n))
-        changed = False
-        for channel, wanted in ((self.loans, loans), (self.consent_topics, consent)):
-            if list(channel.topics) != wanted:
-                log.info("lender topics now %s", ", ".join(wanted) or "(none)")
-                channel.topics = wanted
-                changed = True
-        if changed:
-            self.app.topics._flag_changes()
-        return changed
+        if list(self.loans.topics) == loans:
+            return False
+        log.info("lender loan topics now %s", ", ".join(loans) or "(none)")
+        self.loans.topics = loans
+        self.app.topics._flag_changes()
+        return True
 
     def rejected_topic(self, lender_id: str) -> Any:
         topic = self._rejected.get(lender_id)
@@ -189,19 +182,6 @@ class RegistryStreams:
     # --- agents -------------------------------------------------------------------------
     def _define_agents(self) -> None:
         app, settings = self.app, self.settings
-
-        @app.agent(self.consent_topics, name="consent")
-        async def consent_agent(stream: Any) -> None:
-            async for events in stream.take_events(1000, within=0.02):
-                result = await self.consent_ingest.ingest([_incoming(e) for e in events])
-                for partition, changes in result.audit.items():
-                    for change in changes:
-                        await self.consent_audit.send(
-                            key=change["borrower"].encode(), partition=partition,
-                            value=self._consent_codec.encode(change))
-                for (lender, action), n in result.recorded.items():
-                    METRICS.consent_records.inc(lender, action, amount=n)
-                await self.send_rejections(result.rejections)
 
         @app.agent(self.loans, name="admission")
         async def admission_agent(stream: Any) -> None:
@@ -236,4 +216,4 @@ class RegistryStreams:
         async def discovery() -> None:
             await self.discover()
 
-        self._agents = (consent_agent, admission_agent, aggregation_agent, discovery)
+        self._agents = (admission_agent, aggregation_agent, discovery)

@@ -1,6 +1,6 @@
 """``registry worker``: the stream processor process.
 
-Every worker runs the Faust agents (consent, admission, aggregation); workers of one
+Every worker runs the Faust agents (admission, aggregation) and the consent agent; workers of one
 deployment form one consumer group and share the partitions. The ClickHouse side differs by
 mode:
 
@@ -30,10 +30,29 @@ from consumers.lag.history import LagHistoryWriter
 from consumers.lag.monitor import LagMonitor
 from consumers.sink import ClickHouseSink
 from streams.app import RegistryStreams
+from streams.consent_consumer import ConsentConsumer
 from streams.settings import Settings
 from streams.topics_admin import ensure_registry_topics
 
 log = logging.getLogger(__name__)
+
+
+class ConsentAgent(Service):
+    """The consent agent on its own consumer (see :mod:`streams.consent_consumer`)."""
+
+    def __init__(self, settings: Settings, streams: RegistryStreams, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.consumer = ConsentConsumer(settings, streams.consent_ingest)
+        self._task: asyncio.Task[None] | None = None
+
+    async def on_start(self) -> None:
+        self._task = asyncio.ensure_future(self.consumer.run())
+
+    async def on_stop(self) -> None:
+        self.consumer.stop()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 class ClickHouseSide(Service):
@@ -111,7 +130,8 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> int:
     """Run until SIGINT/SIGTERM; returns the exit status."""
     streams = RegistryStreams(settings)
     side = ClickHouseSide(settings, streams)
-    worker = faust.Worker(streams.app, side, loglevel=loglevel, quiet=True,
+    consent = ConsentAgent(settings, streams)
+    worker = faust.Worker(streams.app, side, consent, loglevel=loglevel, quiet=True,
                           redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0

@@ -19,7 +19,7 @@ from streams.settings import Settings
 
 
 async def group_lag(settings: Settings) -> dict[str, int]:
-    """Unconsumed messages per stage: 'stream' (Faust group) and 'sink' (sink group)."""
+    """Unconsumed messages per stage: 'stream' (Faust), 'consent' and 'sink' groups."""
     topics = settings.topics
     opts = settings.kafka_client_options()
     admin = AIOKafkaAdminClient(**opts)
@@ -30,11 +30,14 @@ async def group_lag(settings: Settings) -> dict[str, int]:
         await consumer._client.force_metadata_update()
         names = consumer._client.cluster.topics()
         stream_topics = [n for n in names if re.match(topics.loans_pattern, n)
-                         or re.match(topics.consent_pattern, n) or n == topics.admitted]
+                         or n == topics.admitted]
+        consent_topics = [n for n in names if re.match(topics.consent_pattern, n)]
         sink_topics = [n for n in names if re.match(topics.rejected_pattern, n)
                        or n in (topics.activity, topics.consent_audit)]
         out = {}
         for stage, group, wanted in (("stream", settings.registry_app_id, stream_topics),
+                                     ("consent", f"{settings.registry_app_id}-consent",
+                                      consent_topics),
                                      ("sink", f"{settings.registry_app_id}-sink", sink_topics)):
             tps = [TopicPartition(t, p) for t in wanted
                    for p in sorted(consumer._client.cluster.partitions_for_topic(t) or ())]

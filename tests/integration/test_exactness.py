@@ -1,6 +1,3 @@
-# NOT COLLECTED (file name): this end-to-end exactness test currently hangs because the
-# admission agent waits forever in the consent barrier under the test worker; see the
-# closing note of the first session. Rename back to test_exactness.py once fixed.
 """The heart of the registry: a seeded simulation with duplicates, late events (also beyond
 the grace period), out-of-order, malformed and non-consented events goes through the real
 pipeline (Kafka -> Faust worker -> Redis -> ClickHouse); afterwards every borrower's daily and

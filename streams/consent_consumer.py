@@ -1,0 +1,82 @@
+"""The consent agent: lender consent topics -> Redis intervals, audit trail, rejections.
+
+It runs on a consumer of its own (group ``<app id>-consent``), not inside the Faust app's
+consumer, on purpose. The admission agent waits at the consent barrier until consent records
+are applied; Faust delivers every subscribed topic through one consumer, and once the waiting
+admission stream's buffer is full that delivery blocks — consent records would then never
+arrive and the barrier would never open. A separate consumer keeps the gate independent of
+the traffic it gates.
+
+Per batch (the order is the guarantee): decide every record (:class:`ConsentIngest`), store the
+intervals and the per-partition applied marks in one Redis transaction, send the audit and
+rejection records and wait for the broker's acknowledgement, then commit the offsets. A crash
+anywhere before the commit replays the batch: ZADD is idempotent and the audit and rejection
+rows collapse on their source coordinates in ClickHouse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from consumers.metrics import METRICS
+from schemas.codec import REJECTION, codec_for
+from streams.admission import Incoming
+from streams.consent import ConsentIngest
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CONSENT_CHANGE = "registry.internal.ConsentChange"
+MAX_BATCH = 1000
+
+
+class ConsentConsumer:
+    def __init__(self, settings: Settings, ingest: ConsentIngest) -> None:
+        self.settings = settings
+        self.ingest = ingest
+        self.group_id = f"{settings.registry_app_id}-consent"
+        self._audit = codec_for(CONSENT_CHANGE)
+        self._rejection = codec_for(REJECTION)
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        options = self.settings.kafka_client_options()
+        consumer = AIOKafkaConsumer(**options, group_id=self.group_id, enable_auto_commit=False,
+                                    auto_offset_reset="earliest", metadata_max_age_ms=3000)
+        producer = AIOKafkaProducer(**options, acks="all", enable_idempotence=True,
+                                    linger_ms=5)
+        await consumer.start()
+        await producer.start()
+        consumer.subscribe(pattern=self.settings.topics.consent_pattern)
+        try:
+            while not self._stopping.is_set():
+                records = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
+                batch = [Incoming(r.topic, r.partition, r.offset, r.timestamp, r.value)
+                         for tp in sorted(records) for r in records[tp]]
+                if not batch:
+                    continue
+                result = await self.ingest.ingest(batch)
+                sends = []
+                for partition, changes in result.audit.items():
+                    for change in changes:
+                        sends.append(await producer.send(
+                            self.settings.topics.consent_audit, self._audit.encode(change),
+                            key=change["borrower"].encode(), partition=partition))
+                for rej in result.rejections:
+                    METRICS.events_rejected.inc(rej.lender_id, str(rej.reason))
+                    sends.append(await producer.send(
+                        self.settings.topics.rejected(rej.lender_id),
+                        self._rejection.encode(rej.to_avro()), partition=rej.source_partition))
+                await asyncio.gather(*sends)
+                for (lender, action), n in result.recorded.items():
+                    METRICS.consent_records.inc(lender, action, amount=n)
+                await consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in records.items()})
+        finally:
+            await producer.stop()
+            await consumer.stop()
+
+    def stop(self) -> None:
+        self._stopping.set()
