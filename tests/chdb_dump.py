@@ -13,8 +13,24 @@ BUCKET = ("draws, draw_amount_minor, repayments, repaid_amount_minor, defaults, 
           "arraySort(lenders)")
 
 
+def find(ch, needles: list[str]) -> dict[str, list[str]]:
+    """For each needle, the tables in which any row (rendered as text) contains it."""
+    tables = [r[0] for r in ch.query("SELECT name FROM system.tables "
+                                     "WHERE database = currentDatabase() AND engine != 'View'")]
+    found: dict[str, list[str]] = {n: [] for n in needles}
+    for table in tables:
+        text = "\n".join(str(row) for row in ch.query(f"SELECT * FROM `{table}`"))
+        for needle in needles:
+            if needle in text:
+                found[needle].append(table)
+    return found
+
+
 def main() -> None:
     ch = connect(Settings())
+    if len(sys.argv) > 2 and sys.argv[1] == "--find":
+        json.dump(find(ch, sys.argv[2:]), sys.stdout)
+        return
     out = {
         "daily": ch.query(f"SELECT borrower, toString(day), {BUCKET} FROM borrower_daily FINAL"),
         "hourly": ch.query("SELECT borrower, formatDateTime(hour, '%Y-%m-%dT%H:00'), "

@@ -91,13 +91,15 @@ def settings(services: Services, tmp_path: Path) -> Settings:
 
 
 class WorkerProcess:
-    """A ``registry worker`` subprocess with its log in the test's folder."""
+    """A ``registry`` subprocess (``registry worker`` unless ``args`` says otherwise, e.g.
+    ``["worker", "--role", "ops"]``) with its log in the test's folder."""
 
-    def __init__(self, settings: Settings, log_path: Path, extra_env: dict[str, str]) -> None:
+    def __init__(self, settings: Settings, log_path: Path, extra_env: dict[str, str],
+                 args: list[str] | None = None) -> None:
         self.log_path = log_path
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
+            [sys.executable, "-m", "streams.cli", *(args or ["worker"])],
             env={**settings_env(settings), **extra_env}, cwd=REPO,
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
@@ -126,9 +128,10 @@ class WorkerProcess:
 def worker_factory(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def start(extra_env: dict[str, str] | None = None) -> WorkerProcess:
+    def start(extra_env: dict[str, str] | None = None,
+              args: list[str] | None = None) -> WorkerProcess:
         worker = WorkerProcess(settings, tmp_path / f"worker-{len(started)}.log",
-                               extra_env or {})
+                               extra_env or {}, args)
         started.append(worker)
         return worker
 

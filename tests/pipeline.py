@@ -87,9 +87,43 @@ async def wait_drained(settings: Settings, *, timeout: float, stable_for: float 
         await asyncio.sleep(0.5)
 
 
-def dump_clickhouse(settings: Settings) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, str(REPO / "tests" / "chdb_dump.py")],
+def dump_clickhouse(settings: Settings, *find: str) -> dict[str, Any]:
+    """The registry's tables as JSON; with ``find``: which tables contain each string."""
+    args = ["--find", *find] if find else []
+    done = subprocess.run([sys.executable, str(REPO / "tests" / "chdb_dump.py"), *args],
                           env=settings_env(settings), cwd=REPO, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
+
+
+async def topics_containing(settings: Settings, needles: list[bytes]) -> dict[bytes, list[str]]:
+    """Every topic of the deployment (internal ones included) whose records contain a needle."""
+    consumer = AIOKafkaConsumer(**settings.kafka_client_options(), enable_auto_commit=False)
+    await consumer.start()
+    found: dict[bytes, list[str]] = {n: [] for n in needles}
+    try:
+        await consumer._client.force_metadata_update()
+        prefixes = (settings.kafka_namespace, f"{settings.registry_app_id}-")
+        names = [n for n in consumer._client.cluster.topics() if n.startswith(prefixes)]
+        tps = [TopicPartition(t, p) for t in names
+               for p in consumer._client.cluster.partitions_for_topic(t) or ()]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        deadline = time.monotonic() + 120
+        while remaining and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for tp, records in batch.items():
+                for r in records:
+                    blob = (r.key or b"") + b"\x00" + (r.value or b"")
+                    for needle in needles:
+                        if needle in blob and tp.topic not in found[needle]:
+                            found[needle].append(tp.topic)
+                if records and records[-1].offset >= ends[tp] - 1:
+                    remaining.discard(tp)
+        assert not remaining, f"could not read topics to the end: {remaining}"
+        return found
+    finally:
+        await consumer.stop()
