@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[embedded,dev]"
 	@touch $(STAMP)
 
-setup: $(STAMP) ## install everything missing: venv + pip, redis-server, Kafka jars
+setup: $(STAMP) ## install everything missing: venv + pip, redis-server, Kafka jars, chromium
 	infra/redis/redis.sh install
 	infra/kafka/kafka.sh jars
+	infra/chromium.sh install
 
 run: setup ## start Kafka, Redis, the worker (+API, dashboard) and a lender simulator; Ctrl-C stops all
 	$(PY) -m streams.local_stack
@@ -36,10 +37,12 @@ test-unit: $(STAMP) ## fast tests without services
 lint: $(STAMP) ## ruff
 	$(PY) -m ruff check .
 
-bench: setup ## benchmarks (placeholder: only the publisher benchmark exists so far)
-	@echo "make bench: the full benchmark suite (issue 'Benchmarks') is not built yet;"
-	@echo "running the lender publisher benchmark that exists:"
-	$(PY) bench/publisher_throughput.py
+bench: setup ## benchmark suite on the local stack -> bench/results/<ts>.{json,md} (BENCH_ARGS=--quick)
+	$(PY) -m pip install -q -e ".[embedded,dev,bench]"
+	@# Quix Streams (peer benchmark) caps pydantic/pydantic-settings below our pins: own venv
+	@test -x $(VENV)/bench-quix/bin/python || $(PYTHON) -m venv $(VENV)/bench-quix
+	$(VENV)/bench-quix/bin/python -m pip install -q "quixstreams==3.28.1" "fastavro==1.13.1"
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean: ## remove local data (not the venv, not the Kafka jar cache)
 	rm -rf .registry-data tests/artifacts

@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
+import signal
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -199,6 +201,7 @@ class ClickHouseSink:
                         self.as_of_ms = max(self.as_of_ms, int(time.time() * 1000))
                     continue
                 await self._write_until_done(batch)
+                self._maybe_inject_crash()
                 try:
                     await consumer.commit({tp: last + 1 for tp, (_, last) in
                                            batch.offsets.items()})
@@ -216,3 +219,10 @@ class ClickHouseSink:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _maybe_inject_crash(self) -> None:
+        """Test-only fault: die between the acknowledged insert and the offset commit."""
+        every = self.settings.fault_kill_after_insert_cycles
+        if every and self.committed_cycles + 1 >= every:
+            log.warning("fault injection: SIGKILL after insert, before commit")
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -79,6 +79,7 @@ class Admission:
         consent: ConsentStore,
         barrier: ConsentBarrier,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        dedup_enabled: bool = True,
     ) -> None:
         self._topics = topics
         self._limits = limits
@@ -89,6 +90,7 @@ class Admission:
         self._consent = consent
         self._barrier = barrier
         self._clock_ms = clock_ms
+        self._dedup_enabled = dedup_enabled  # False only as a test's negative control
         self._codec = codec_for(LOAN_EVENT)
 
     def _reject(
@@ -153,12 +155,16 @@ class Admission:
         if not valid:
             return result
 
-        seen = await until_redis_answers(
-            lambda: self._dedup.check_and_mark(
-                [(v.lender_id, v.event.event_id, v.msg.partition, v.msg.offset) for v in valid]
-            ),
-            what="de-duplication",
-        )
+        if self._dedup_enabled:
+            seen = await until_redis_answers(
+                lambda: self._dedup.check_and_mark(
+                    [(v.lender_id, v.event.event_id, v.msg.partition, v.msg.offset)
+                     for v in valid]
+                ),
+                what="de-duplication",
+            )
+        else:
+            seen = [Seen.FIRST] * len(valid)
         fresh = []
         for v, s in zip(valid, seen, strict=True):
             if s is Seen.DUPLICATE:

@@ -5,16 +5,18 @@ from one admission batch). For each event, in order: advance the partition's str
 evict the borrower's expired buckets, apply the event (:mod:`streams.buckets`). The output for
 the batch is, in this order: every event as a ledger row, then each touched bucket's final
 absolute state once, then the recomputes. Ledger rows come first because a recompute reads
-them back from ClickHouse.
+them back from ClickHouse. After the buckets, each event is shown to the velocity-alert rules
+(:mod:`streams.alerts`); the alerts it raises are returned beside the items, in event order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from schemas.codec import codec_for
-from streams.buckets import BorrowerState, Bucket, BucketPolicy
+from streams.alerts import Alert, AlertRules
+from streams.buckets import DRAW, BorrowerState, Bucket, BucketPolicy, event_key
 
 STATE_SCHEMA = "registry.internal.BorrowerState"
 #: versions are ``offset * VERSION_STRIDE + index``; an admitted batch never holds more events
@@ -53,9 +55,23 @@ class StateCodec:
         return self._codec.encode(state.to_avro())
 
 
+class Processed(NamedTuple):
+    """The outcome of one admitted batch."""
+
+    #: activity items for ``registry.activity`` (ledger rows, bucket states, recomputes)
+    items: list[dict[str, Any]]
+    #: every borrower state the batch touched; store them all
+    states: dict[str, BorrowerState]
+    #: events the day buckets recognised as already applied
+    duplicates: int
+    #: alerts for ``registry.alerts``: new ones and re-emissions (``Alert.reemitted``)
+    alerts: list[Alert]
+
+
 class Aggregator:
-    def __init__(self, policy: BucketPolicy) -> None:
+    def __init__(self, policy: BucketPolicy, rules: AlertRules | None = None) -> None:
         self._policy = policy
+        self._rules = rules if rules is not None else AlertRules((), 0)
         self._stream_time: dict[int, int] = {}
 
     def forget_partition(self, partition: int) -> None:
@@ -67,13 +83,14 @@ class Aggregator:
         offset: int,
         events: Sequence[dict[str, Any]],
         load: Callable[[str], BorrowerState],
-    ) -> tuple[list[dict[str, Any]], dict[str, BorrowerState], int]:
-        """Return (activity items, touched states to store, duplicates recognised)."""
+    ) -> Processed:
+        """Apply one admitted batch; see :class:`Processed` for what comes back."""
         states: dict[str, BorrowerState] = {}
         ledger: list[dict[str, Any]] = []
         buckets: dict[tuple[str, bool, int], Bucket] = {}
         recomputes: dict[tuple[str, str, int], int] = {}
         duplicates = 0
+        alerts: list[Alert] = []
         stream_time = self._stream_time.get(partition, 0)
         for index, ev in enumerate(events):
             version = offset * VERSION_STRIDE + index
@@ -88,6 +105,12 @@ class Aggregator:
             item.update(kind="ledger", borrower=borrower, version=version)
             ledger.append(item)
             duplicates += out.duplicate
+            if ev["event_type"] == DRAW:
+                alerts.extend(self._rules.observe(
+                    state, ev, event_key(ev["lender_id"], ev["event_id"]),
+                    stream_time_ms=stream_time, duplicate=out.duplicate))
+            else:
+                self._rules.prune(state, stream_time)
             for b in (out.day, out.hour):
                 if b is not None:
                     buckets[(borrower, b.daily, b.bucket)] = b
@@ -102,4 +125,4 @@ class Aggregator:
             {"kind": kind, "borrower": borrower, "bucket": bucket, "version": version}
             for (borrower, kind, bucket), version in recomputes.items()
         )
-        return items, states, duplicates
+        return Processed(items, states, duplicates, alerts)

@@ -6,6 +6,7 @@
     lenders.<L>.loans  --[admission agent]--> registry.admitted  (keyed by pseudonym)
                                          \\-> lenders.<L>.rejected (reason + coordinates)
     registry.admitted  --[aggregation agent + borrower-state table]--> registry.activity
+                                                                   \\-> registry.alerts
 
 Guarantees (at-least-once delivery made exact by idempotent steps): Faust flushes the producer
 before it commits source offsets, so every output of a committed input exists. A crash between
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
 import faust
@@ -35,6 +37,7 @@ from schemas.records import Rejection
 from schemas.validation import ValidationLimits
 from streams.admission import Admission, Incoming
 from streams.aggregation import Aggregator, StateCodec
+from streams.alerts import ALERT_SCHEMA, AlertRules
 from streams.buckets import BucketPolicy
 from streams.calendar import HOUR_MS, Calendar
 from streams.consent import ConsentIngest
@@ -103,9 +106,13 @@ class RegistryStreams:
         self.loans = _raw_topic(self.app)
         self.admitted = _raw_topic(self.app, topics.admitted)
         self.activity = _raw_topic(self.app, topics.activity)
+        self.alerts = _raw_topic(self.app, topics.alerts)
         self._rejected: dict[str, Any] = {}
+        # key_type/value_type, not only the schema, pick the serializers that changelog
+        # recovery decodes with (faust falls back to JSON, so a restart would never recover)
         self.table = self.app.Table(
             "borrower-state", partitions=settings.registry_partitions,
+            key_type=bytes, value_type=bytes,
             schema=faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw",
                                 value_serializer="raw"),
         )
@@ -114,6 +121,7 @@ class RegistryStreams:
         self._admitted_codec = codec_for(ADMITTED_BATCH)
         self._activity_codec = codec_for(ACTIVITY_BATCH)
         self._rejection_codec = codec_for(REJECTION)
+        self._alert_codec = codec_for(ALERT_SCHEMA)
         self._state_codec = StateCodec()
         pseudonymise = Pseudonymiser(settings.pseudonym_key_bytes)
         limits = ValidationLimits.from_settings(settings)
@@ -124,16 +132,19 @@ class RegistryStreams:
             topics=topics, limits=limits, max_record_bytes=settings.max_record_bytes,
             partitions=settings.registry_partitions, pseudonymise=pseudonymise,
             dedup=self.dedup, consent=consent_store,
-            barrier=self.barrier,
+            barrier=self.barrier, dedup_enabled=not settings.test_disable_dedup,
         )
         self.consent_ingest = ConsentIngest(
             topics=topics, limits=limits, partitions=settings.registry_partitions,
             pseudonymise=pseudonymise, store=consent_store,
         )
-        self.aggregator = Aggregator(BucketPolicy(
-            Calendar(settings.tz), settings.grace_hours * HOUR_MS,
-            settings.hourly_state_hours * HOUR_MS,
-        ))
+        self.aggregator = Aggregator(
+            BucketPolicy(Calendar(settings.tz), settings.grace_hours * HOUR_MS,
+                         settings.hourly_state_hours * HOUR_MS,
+                         dedup=not settings.test_disable_dedup),
+            AlertRules.standard(settings.alert_draws_24h, settings.alert_lenders_7d,
+                                settings.grace_hours * HOUR_MS),
+        )
         self._define_agents()
 
     # --- lender topic discovery ---------------------------------------------------------
@@ -203,12 +214,21 @@ class RegistryStreams:
             async for event in stream.events():
                 msg = event.message
                 batch = self._admitted_codec.decode(msg.value)["events"]
-                items, states, _ = self.aggregator.process(
+                items, states, _, alerts = self.aggregator.process(
                     msg.partition, msg.offset, batch,
                     lambda b: codec.load(table.get(b.encode())),
                 )
                 await self.activity.send(
                     partition=msg.partition, value=self._activity_codec.encode({"items": items}))
+                # sent before the state: a crash in between replays the batch, and the
+                # duplicates then re-emit these alerts (same alert_id) if the state did land
+                now_ms = int(time.time() * 1000)
+                for alert in alerts:
+                    await self.alerts.send(
+                        key=alert.borrower.encode(), partition=msg.partition,
+                        value=self._alert_codec.encode(alert.to_avro(now_ms)))
+                    if not alert.reemitted:
+                        METRICS.alerts.inc(alert.rule)
                 for borrower, state in states.items():
                     table[borrower.encode()] = codec.dump(state)
 

@@ -84,6 +84,16 @@ class Settings(BaseSettings):
     max_record_bytes: int = Field(16384, ge=256, description="Larger input records are rejected.")
     admission_batch: int = Field(2000, ge=1, description="Events decided per consent round trip.")
 
+    # --- velocity alerts (topic registry.alerts; 0 switches a rule off) -----------------------
+    alert_draws_24h: int = Field(
+        5, ge=0, description="Alert `draws_24h` when a borrower has at least this many draws "
+        "within 24 h of event time; 0 turns the rule off."
+    )
+    alert_lenders_7d: int = Field(
+        3, ge=0, description="Alert `lenders_7d` when a borrower draws from at least this many "
+        "distinct lenders within 7 days of event time; 0 turns the rule off."
+    )
+
     # --- ClickHouse sink ------------------------------------------------------------------
     sink_batch_rows: int = Field(20000, ge=1, description="Rows per ClickHouse insert.")
     sink_batch_ms: int = Field(300, ge=1, description="Longest a row waits before an insert.")
@@ -107,6 +117,16 @@ class Settings(BaseSettings):
     )
     lag_poll_seconds: float = Field(2.0, gt=0, description="Lag monitor sampling interval.")
 
+    # --- test-only switches (refused in production mode) ---------------------------------
+    fault_kill_after_insert_cycles: int = Field(
+        0, ge=0, description="TEST ONLY: the worker SIGKILLs itself right after its N-th "
+        "ClickHouse insert, before committing the offsets (0 = never).",
+    )
+    test_disable_dedup: bool = Field(
+        False, description="TEST ONLY negative control: no de-duplication (admission marks "
+        "and day-bucket event keys); results become wrong.",
+    )
+
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
         if self.registry_mode != "local" and self.pseudonym_key is None:
@@ -116,6 +136,10 @@ class Settings(BaseSettings):
                 "the lender publisher requires acks=all with idempotence: anything weaker can "
                 "lose or duplicate loan events"
             )
+        if self.registry_mode == "production" and (
+            self.fault_kill_after_insert_cycles or self.test_disable_dedup
+        ):
+            raise SettingsError("test-only switches are refused in production mode")
         if self.hourly_state_hours > self.grace_hours:
             raise SettingsError("HOURLY_STATE_HOURS may not exceed GRACE_HOURS")
         ZoneInfo(self.registry_timezone)  # raises on an unknown zone

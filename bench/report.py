@@ -1,0 +1,162 @@
+"""Results -> ``bench/results/<ts>.json`` + ``<ts>.md`` with PNG plots, and a summary table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def _fmt(v: Any, unit: str = "") -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        v = f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"
+    elif isinstance(v, int):
+        v = f"{v:,}"
+    return f"{v}{unit}"
+
+
+def summary_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(measure, value, target, verdict) rows."""
+    rows: list[tuple[str, str, str, str]] = []
+
+    def add(name: str, value: Any, unit: str, target: str, ok: bool | None) -> None:
+        verdict = "n/a" if ok is None else ("PASS" if ok else "MISS")
+        rows.append((name, _fmt(value, unit), target, verdict))
+
+    one, two = r.get("e2e_1"), r.get("e2e_2")
+    floors = r.get("floors", {})
+    faust = floors.get("faust", {}).get("events_per_s")
+    quix = floors.get("quix", {}).get("events_per_s")
+    if one:
+        e = one["events_per_s"]
+        add("e2e, 1 worker: lender events/s", e, "", ">= 30,000", e >= 30_000)
+        add("e2e, 1 worker: admitted events/s", one["admitted_per_s"], "", "", None)
+        add("e2e, 1 worker: ledger rows queryable/s", one["rows_queryable_per_s"], "", "", None)
+        add("e2e, 1 worker: incl. start-up, events/s", one["events_per_s_incl_startup"], "",
+            "", None)
+        if faust:
+            add("e2e / bare-Faust floor", e / faust, "x", ">= 0.7x", e / faust >= 0.7)
+        if quix:
+            add("e2e / Quix Streams", e / quix, "x", "> 1x", e > quix)
+    if two:
+        add("e2e, 2 workers: lender events/s", two["events_per_s"], "", "", None)
+    for name, key in (("floor: bare Faust agent", "faust"), ("floor: aiokafka getmany+decode",
+                      "aiokafka"), ("peer: Quix Streams windowed count", "quix")):
+        f = floors.get(key, {})
+        add(f"{name}, events/s", f.get("events_per_s", f.get("error")), "", "", None)
+    fr = r.get("freshness")
+    if fr:
+        for q in ("p50", "p95", "p99"):
+            target = "<= 2 s" if q == "p99" else ""
+            ok = fr.get(q, 99) <= 2.0 if q == "p99" else None
+            add(f"freshness {q} (publish -> queryable)", fr.get(q), " s", target, ok)
+    qy = r.get("query")
+    if qy:
+        add(f"risk API p50 ({qy['rows']:,} rows)", qy["p50"], " ms", "", None)
+        add(f"risk API p99 ({qy['rows']:,} rows)", qy["p99"], " ms", "<= 20 ms",
+            qy["p99"] <= 20)
+    mem = r.get("memory")
+    if mem:
+        scale = mem["borrowers"]
+        at_1m = mem["state_mib"] * 1_000_000 / scale + (one or {}).get("baseline_rss_mib", 0)
+        add(f"aggregation state, {scale:,} borrowers", mem["state_mib"], " MiB", "", None)
+        add("worker RSS at 1M borrowers (est.)", at_1m, " MiB", "<= 2048 MiB", at_1m <= 2048)
+    return rows
+
+
+def table_md(rows: list[tuple[str, str, str, str]]) -> str:
+    out = ["| measure | value | target | verdict |", "|---|---:|---|---|"]
+    out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(out)
+
+
+def table_text(rows: list[tuple[str, str, str, str]]) -> str:
+    w = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join(f"  {a:<{w[0]}}  {b:>{w[1]}}  {c:<{w[2]}}  {d}" for a, b, c, d in rows)
+
+
+def plots(r: dict[str, Any], out: Path, ts: str) -> list[str]:
+    names = []
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for key, label in (("e2e_1", "1 worker"), ("e2e_2", "2 workers")):
+        run = r.get(key)
+        if run:
+            t = [s[0] for s in run["samples"]]
+            ax.plot(t, [s[1] + s[2] for s in run["samples"]], label=f"{label}: stream+sink")
+    ax.set_xlabel("seconds since worker start")
+    ax.set_ylabel("remaining (consumer lag, records)")
+    ax.set_title("End-to-end drain of the backlog")
+    ax.legend()
+    names.append(_save(fig, out / f"{ts}-e2e-lag.png"))
+    fr = r.get("freshness")
+    if fr and fr.get("latencies"):
+        fig, ax = plt.subplots(figsize=(8, 4))
+        lat = sorted(fr["latencies"])
+        ax.plot(lat, [i / len(lat) for i in range(len(lat))])
+        ax.set_xlabel("publish -> queryable (s)")
+        ax.set_ylabel("fraction of events")
+        ax.set_title(f"Freshness at {fr['rate']:,.0f} events/s")
+        names.append(_save(fig, out / f"{ts}-freshness.png"))
+    bars = {}
+    if r.get("e2e_1"):
+        bars["registry (1 worker)"] = r["e2e_1"]["events_per_s"]
+    if r.get("e2e_2"):
+        bars["registry (2 workers)"] = r["e2e_2"]["events_per_s"]
+    for k, v in r.get("floors", {}).items():
+        if "events_per_s" in v:
+            bars[k] = v["events_per_s"]
+    if bars:
+        fig, ax = plt.subplots(figsize=(8, 4))
+        ax.barh(list(bars), list(bars.values()))
+        ax.set_xlabel("events/s")
+        ax.set_title("Throughput: registry vs floors and peer")
+        fig.tight_layout()
+        names.append(_save(fig, out / f"{ts}-throughput.png"))
+    st = r.get("stages")
+    if st:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        us = st["us_per_event"]
+        ax.barh(list(us), list(us.values()))
+        ax.invert_yaxis()
+        ax.set_xlabel("µs per event")
+        ax.set_title("Per-stage cost, in-process")
+        fig.tight_layout()
+        names.append(_save(fig, out / f"{ts}-stages.png"))
+    return names
+
+
+def _save(fig: Any, path: Path) -> str:
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def write(r: dict[str, Any], out: Path, ts: str) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{ts}.json").write_text(json.dumps(r, indent=1, default=str))
+    rows = summary_rows(r)
+    pngs = plots(r, out, ts)
+    md = [f"# Benchmark {ts}", "", r.get("setup", ""), "", table_md(rows), ""]
+    st = r.get("stages")
+    if st:
+        md += ["## Per-stage cost (µs/event)", "", "| stage | µs/event |", "|---|---:|"]
+        md += [f"| {k} | {v:.2f} |" for k, v in st["us_per_event"].items()]
+        total = sum(v for k, v in st["us_per_event"].items() if "per row" not in k)
+        md += [f"| **sum** | **{total:.1f}** (= {1e6 / total:,.0f} events/s on one core) |", ""]
+    if r.get("profile"):
+        md += ["## Worker profile (py-spy, inclusive share of samples)", "",
+               f"Flame graph: `{r['profile']['svg']}`", "", "| function | share |", "|---|---:|"]
+        md += [f"| `{f}` | {p:.1f}% |" for f, p in r["profile"]["top"]]
+        md.append("")
+    if r.get("notes"):
+        md += ["## Notes", "", *[f"- {n}" for n in r["notes"]], ""]
+    md += [f"![{p}]({p})" for p in pngs]
+    (out / f"{ts}.md").write_text("\n".join(md) + "\n")
+    return table_text(rows)
