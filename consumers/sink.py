@@ -3,12 +3,13 @@
 Commit protocol, per cycle (the order is the guarantee):
 
 1. Fetch up to ``SINK_BATCH_ROWS`` rows or for ``SINK_BATCH_MS``, whichever comes first.
-2. Turn the records into rows, partition by partition in offset order. A ``recompute`` item
-   splits the batch into segments: the rows before it are inserted first, because the
-   recompute reads them back from the ledger.
-3. Insert every segment's rows per table with ``insert_deduplication_token`` =
-   (table, the batch's topic/partition/offset ranges, segment number). A retry re-sends the very
-   same batch with the same tokens, so ClickHouse drops what already landed.
+2. Turn the records into rows, partition by partition in offset order; collect the
+   corrections (buckets to rebuild from the ledger) per activity partition.
+3. Insert each table's rows with ``insert_deduplication_token`` = (table, the batch's
+   topic/partition/offset ranges). A retry re-sends the very same batch with the same tokens,
+   so ClickHouse drops what already landed. Then run the corrections: one INSERT ... SELECT per
+   kind and partition, reading the ledger that now holds the whole batch
+   (:mod:`consumers.recompute`).
 4. Only after ClickHouse acknowledged everything, commit the Kafka offsets.
 
 Failure cases: ClickHouse down -> the batch is kept, the sink backs off (0.5 s doubling to
@@ -16,7 +17,8 @@ Failure cases: ClickHouse down -> the batch is kept, the sink backs off (0.5 s d
 monitor); offsets do not move. Crash after insert, before commit -> the records are delivered
 again, possibly in different batches; tokens may then differ, and the tables' replacing keys
 (event identity, bucket + version, source coordinates) make the repeat collapse. Readers use
-FINAL. Cost: one insert per table per cycle, plus one INSERT ... SELECT per late-event bucket.
+FINAL. Cost: one insert per table per cycle, plus at most one INSERT ... SELECT per kind and
+partition when late events arrived.
 """
 
 from __future__ import annotations
@@ -59,24 +61,20 @@ _ROW_OF = {"ledger": ("admitted_events", ledger_row), "daily": ("borrower_daily"
 
 
 @dataclass(slots=True)
-class Segment:
-    rows: dict[str, list[list[Any]]] = field(default_factory=lambda: defaultdict(list))
-    #: (kind, borrower, bucket, version) to run after this segment's rows are in
-    recompute: tuple[str, str, int, int] | None = None
-
-
-@dataclass(slots=True)
 class Batch:
-    segments: list[Segment] = field(default_factory=lambda: [Segment()])
+    rows: dict[str, list[list[Any]]] = field(default_factory=lambda: defaultdict(list))
+    #: (recompute kind, activity partition) -> buckets to rebuild and the highest version
+    recomputes: dict[tuple[str, int], tuple[set[tuple[str, int]], int]] = field(
+        default_factory=dict)
     offsets: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
-    rows: int = 0
+    row_count: int = 0
     newest_admitted_ms: int = 0
 
-    def token(self, table: str, segment: int) -> str:
+    def token(self, table: str) -> str:
         ranges = ",".join(f"{tp.topic}/{tp.partition}/{a}-{b}"
                           for tp, (a, b) in sorted(self.offsets.items()))
         digest = hashlib.blake2b(ranges.encode(), digest_size=16).hexdigest()
-        return f"{table}:{digest}:{segment}"
+        return f"{table}:{digest}"
 
 
 class ClickHouseSink:
@@ -106,24 +104,25 @@ class ClickHouseSink:
                 for item in self._activity.decode(record.value)["items"]:
                     kind = item["kind"]
                     if kind.startswith("recompute"):
-                        batch.segments[-1].recompute = (kind, item["borrower"], item["bucket"],
-                                                        item["version"])
-                        batch.segments.append(Segment())
+                        key = (kind, record.partition)
+                        buckets, version = batch.recomputes.get(key, (set(), -1))
+                        buckets.add((item["borrower"], item["bucket"]))
+                        batch.recomputes[key] = (buckets, max(version, item["version"]))
                         continue
                     table, to_row = _ROW_OF[kind]
-                    batch.segments[-1].rows[table].append(to_row(item))
-                    batch.rows += 1
+                    batch.rows[table].append(to_row(item))
+                    batch.row_count += 1
                     if kind == "ledger":
                         batch.newest_admitted_ms = max(batch.newest_admitted_ms,
                                                        item["admitted_at_ms"])
             elif topic == self.settings.topics.consent_audit:
-                batch.segments[-1].rows["consent_audit"].append(
+                batch.rows["consent_audit"].append(
                     consent_row(self._consent.decode(record.value)))
-                batch.rows += 1
+                batch.row_count += 1
             else:
-                batch.segments[-1].rows["rejections"].append(
+                batch.rows["rejections"].append(
                     rejection_row(self._rejection.decode(record.value), self.settings.tz))
-                batch.rows += 1
+                batch.row_count += 1
         except CodecError:
             # internal topics are written only by the registry: a record that does not decode
             # is a bug or tampering; stop rather than skip it silently
@@ -135,20 +134,15 @@ class ClickHouseSink:
 
     # --- writing ------------------------------------------------------------------------
     def _write(self, batch: Batch) -> None:
-        for index, segment in enumerate(batch.segments):
-            for table, rows in segment.rows.items():
-                if not rows:
-                    continue
-                started = time.perf_counter()
-                self.ch.insert(table, rows, TABLE_COLUMNS[table],
-                               dedup_token=batch.token(table, index))
-                METRICS.sink_insert_seconds.observe(time.perf_counter() - started)
-                METRICS.sink_batch_rows.observe(len(rows))
-                METRICS.sink_rows.inc(table, amount=len(rows))
-            if segment.recompute is not None:
-                kind, borrower, bucket, version = segment.recompute
-                recompute(self.ch, self._calendar, self.settings.tz, kind, borrower, bucket,
-                          version)
+        for table, rows in batch.rows.items():
+            started = time.perf_counter()
+            self.ch.insert(table, rows, TABLE_COLUMNS[table], dedup_token=batch.token(table))
+            METRICS.sink_insert_seconds.observe(time.perf_counter() - started)
+            METRICS.sink_batch_rows.observe(len(rows))
+            METRICS.sink_rows.inc(table, amount=len(rows))
+        # corrections read the ledger back, so they run after every ledger row is in
+        for (kind, _), (buckets, version) in sorted(batch.recomputes.items()):
+            recompute(self.ch, self._calendar, self.settings.tz, kind, buckets, version)
 
     async def _write_until_done(self, batch: Batch) -> None:
         delay = 0.5
@@ -173,7 +167,7 @@ class ClickHouseSink:
     async def _fetch(self, consumer: AIOKafkaConsumer) -> Batch:
         batch = Batch()
         deadline = time.monotonic() + self.settings.sink_batch_ms / 1000
-        while batch.rows < self.settings.sink_batch_rows and not self._stopping.is_set():
+        while batch.row_count < self.settings.sink_batch_rows and not self._stopping.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break

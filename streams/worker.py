@@ -1,14 +1,29 @@
-"""``registry worker``: the stream processor process.
+"""``registry worker [--role all|stream|ops]``: the stream processor process.
 
-Every worker runs the Faust agents (admission, aggregation) and the consent agent; workers of one
-deployment form one consumer group and share the partitions. The ClickHouse side differs by
-mode:
+A worker has two halves, and ``--role`` picks which ones run:
 
-* embedded ClickHouse (chDB): one process per data folder. Workers compete for a file lock on
-  the folder; the holder runs the sink, the lag monitor and the HTTP server (risk API,
-  metrics, dashboard). If it dies, another worker takes the lock within seconds.
-* ClickHouse server: every worker runs a sink member (the sink group shares partitions), and
-  the first worker able to bind ``API_PORT`` serves HTTP.
+* the **stream** half: the Faust agents (admission, aggregation) and the consent agent.
+  Stream halves of one deployment form one consumer group and share the partitions. It never
+  touches ClickHouse.
+* the **ops** half (:class:`ClickHouseSide`): the ClickHouse sink, the lag monitor and the HTTP
+  server (risk API, ``/metrics``, ``/api/v1/lag``, the ``/lag`` dashboard). It runs without
+  the Faust app, so it keeps reporting lag (and serving the API) while every stream worker is
+  stopped: that is when the lag monitor matters most.
+
+Roles:
+
+* ``all`` (default): both halves in one process, as ``make run`` starts it.
+* ``stream``: only the stream half; any number of them.
+* ``ops``: only the ops half; runs no Faust app (a plain ``mode`` worker).
+
+Where the ops half runs depends on the ClickHouse mode:
+
+* embedded ClickHouse (chDB): one process per data folder. Processes with an ops half compete
+  for a file lock on the folder; the holder runs the sink, the lag monitor and the HTTP server.
+  If it dies, another one takes the lock within seconds. A ``stream`` worker never takes the
+  lock, so ``ops`` + N x ``stream`` is the layout in which the monitor outlives the stream.
+* ClickHouse server: every ops half runs a sink member (the sink group shares partitions), and
+  the first one able to bind ``API_PORT`` serves HTTP.
 """
 
 from __future__ import annotations
@@ -21,6 +36,7 @@ import os
 from typing import Any
 
 import faust
+import mode
 from mode import Service
 
 from consumers.api.server import build_app, serve
@@ -55,10 +71,35 @@ class ConsentAgent(Service):
                 await self._task
 
 
-class ClickHouseSide(Service):
-    """Sink + lag monitor + HTTP, started once this process may own ClickHouse."""
+ROLES = ("all", "stream", "ops")
+
+
+class StreamSetup(Service):
+    """Prepares the Faust app of a ``stream`` worker (what :class:`ClickHouseSide` does in
+    ``all``): registry topics exist and lender topics are subscribed before the agents start."""
 
     def __init__(self, settings: Settings, streams: RegistryStreams, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.streams = streams
+
+    async def on_first_start(self) -> None:
+        await ensure_registry_topics(self.settings)
+        await self.streams.prepare()
+
+    async def on_stop(self) -> None:
+        await self.streams.close()
+
+
+class ClickHouseSide(Service):
+    """Sink + lag monitor + HTTP, started once this process may own ClickHouse.
+
+    With ``streams`` (role ``all``) it also prepares and closes the Faust app's helpers;
+    without (role ``ops``) it only needs the registry topics to exist.
+    """
+
+    def __init__(self, settings: Settings, streams: RegistryStreams | None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.streams = streams
@@ -71,7 +112,8 @@ class ClickHouseSide(Service):
 
     async def on_first_start(self) -> None:
         await ensure_registry_topics(self.settings)
-        await self.streams.prepare()
+        if self.streams is not None:
+            await self.streams.prepare()
 
     def _try_lock(self) -> bool:
         if not self.settings.clickhouse_embedded:
@@ -121,17 +163,26 @@ class ClickHouseSide(Service):
                 await self._sink_task
         if self.ch is not None:
             self.ch.close()
-        await self.streams.close()
+        if self.streams is not None:
+            await self.streams.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
 
 
-def run_worker(settings: Settings, *, loglevel: str = "info") -> int:
-    """Run until SIGINT/SIGTERM; returns the exit status."""
+def run_worker(settings: Settings, *, loglevel: str = "info", role: str = "all") -> int:
+    """Run ``role``'s halves until SIGINT/SIGTERM; returns the exit status."""
+    if role not in ROLES:
+        raise ValueError(f"unknown worker role {role!r}; expected one of {', '.join(ROLES)}")
+    if role == "ops":
+        side = ClickHouseSide(settings, None)
+        mode.Worker(side, loglevel=loglevel, quiet=True,
+                    redirect_stdouts=False).execute_from_commandline()
+        return 0
     streams = RegistryStreams(settings)
-    side = ClickHouseSide(settings, streams)
+    first: Service = (ClickHouseSide(settings, streams) if role == "all"
+                      else StreamSetup(settings, streams))
     consent = ConsentAgent(settings, streams)
-    worker = faust.Worker(streams.app, side, consent, loglevel=loglevel, quiet=True,
+    worker = faust.Worker(streams.app, first, consent, loglevel=loglevel, quiet=True,
                           redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0
@@ -141,10 +192,14 @@ def add_parser(subparsers: Any) -> Any:
     parser = subparsers.add_parser(
         "worker", help="run the stream processor (several may run; they share the work)")
     parser.add_argument("--loglevel", default="info", choices=["debug", "info", "warning"])
+    parser.add_argument(
+        "--role", default="all", choices=ROLES,
+        help="all: stream processor + sink, lag monitor and HTTP (default); stream: only the "
+        "Faust and consent agents, never ClickHouse; ops: only sink, lag monitor and HTTP")
     return parser
 
 
 def run(args: Any) -> int:
     from streams.settings import get_settings
 
-    return run_worker(get_settings(), loglevel=args.loglevel)
+    return run_worker(get_settings(), loglevel=args.loglevel, role=args.role)
