@@ -15,16 +15,20 @@ source position, day buckets remember event keys, rows are versioned), so replay
 twice. Faust's windowed tables are not used: event-time state lives in one plain table whose
 values this code owns (see :mod:`streams.buckets`).
 
-faust-streaming's pattern subscriptions do not work, so lender topics are discovered by listing
-the broker's topics every ``DISCOVERY_INTERVAL_S`` and resubscribing when the set changes: a
-new lender needs no code change and no restart. The consent agent is not in this consumer (see
-:mod:`streams.consent_consumer`, which subscribes by pattern with aiokafka).
+faust-streaming's pattern subscriptions do not work, and changing a live subscription crashes its
+fetcher, so lender topics are discovered by listing the broker's topics at start and every
+``DISCOVERY_INTERVAL_S``; when a new lender's topic appears the worker stops cleanly and starts
+again in the same process (``os.execv``): a new lender needs no code change and no operator.
+The consent agent is not in this consumer (see :mod:`streams.consent_consumer`, which
+subscribes by pattern with aiokafka).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import signal
 import time
 from typing import Any
 
@@ -108,6 +112,9 @@ class RegistryStreams:
         self.activity = _raw_topic(self.app, topics.activity)
         self.alerts = _raw_topic(self.app, topics.alerts)
         self._rejected: dict[str, Any] = {}
+        self._subscribed = False
+        #: set when lender topics appeared after start; run_worker then starts afresh
+        self.restart_requested = False
         # key_type/value_type, not only the schema, pick the serializers that changelog
         # recovery decodes with (faust falls back to JSON, so a restart would never recover)
         self.table = self.app.Table(
@@ -162,7 +169,7 @@ class RegistryStreams:
         await self._redis.aclose()
 
     async def discover(self) -> bool:
-        """Subscribe to new lender topics; True when the subscription changed."""
+        """Subscribe to the lender topics; a later change restarts the worker (see below)."""
         if self._meta is None:
             return False
         await self._meta._client.force_metadata_update()
@@ -170,9 +177,18 @@ class RegistryStreams:
         loans = sorted(n for n in names if re.match(self.topics.loans_pattern, n))
         if list(self.loans.topics) == loans:
             return False
-        log.info("lender loan topics now %s", ", ".join(loans) or "(none)")
+        if self._subscribed:
+            # faust-streaming's fetcher asserts ("Partition is not assigned") when a live
+            # subscription changes, so a worker subscribes only at start: stop cleanly and let
+            # run_worker start this process again. Uncommitted work is replayed and recognised.
+            log.warning("new lender topics %s: restarting this worker to subscribe",
+                        ", ".join(sorted(set(loans) - set(self.loans.topics))))
+            self.restart_requested = True
+            os.kill(os.getpid(), signal.SIGTERM)
+            return True
+        log.info("lender loan topics: %s", ", ".join(loans) or "(none yet)")
         self.loans.topics = loans
-        self.app.topics._flag_changes()
+        self._subscribed = True
         return True
 
     def rejected_topic(self, lender_id: str) -> Any:

@@ -33,6 +33,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import sys
 from typing import Any
 
 import faust
@@ -184,7 +185,12 @@ def run_worker(settings: Settings, *, loglevel: str = "info", role: str = "all")
     consent = ConsentAgent(settings, streams)
     worker = faust.Worker(streams.app, first, consent, loglevel=loglevel, quiet=True,
                           redirect_stdouts=False)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit:
+        if streams.restart_requested:  # new lender topics: start again, same PID
+            os.execv(sys.executable, [sys.executable, "-m", "streams.cli", *sys.argv[1:]])
+        raise
     return 0
 
 

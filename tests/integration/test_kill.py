@@ -54,9 +54,10 @@ async def _kill_scenario(settings: Settings, worker_factory, tmp_path, *, events
                 await asyncio.sleep(0.25)
             else:
                 worker.kill()  # already drained: nothing left to insert
-            figures["sigkill_after_insert"] += worker.proc.returncode == -9
+            figures["sigkill_after_insert"] += "fault injection: SIGKILL after insert" in \
+                worker.log_path.read_text(errors="replace")
         else:
-            await asyncio.sleep(rng.uniform(2.0, 9.0))
+            await asyncio.sleep(rng.uniform(1.5, 6.0))
             worker.kill()
             figures["sigkill_random"] += 1
         worker.stop()
@@ -70,7 +71,7 @@ async def _kill_scenario(settings: Settings, worker_factory, tmp_path, *, events
 async def test_sigkill_storm_loses_nothing_and_counts_nothing_twice(
         settings: Settings, worker_factory, tmp_path) -> None:
     stored, truth, figures = await _kill_scenario(
-        settings, worker_factory, tmp_path, events=100_000, kills=12, seed=314, extra_env={})
+        settings, worker_factory, tmp_path, events=100_000, kills=10, seed=314, extra_env={})
     print(f"[kill] {figures}, admitted {len(truth.admitted)}")
     assert figures["sigkill_random"] + figures["sigkill_after_insert"] >= 10
     assert figures["sigkill_after_insert"] >= 2
