@@ -88,6 +88,7 @@ class RegistryStreams:
             broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
             broker_credentials=broker_credentials,
             store="memory://",
+            datadir=str(settings.registry_data_dir / "faust"),
             topic_partitions=settings.registry_partitions,
             topic_replication_factor=1,
             web_enabled=False,

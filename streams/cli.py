@@ -24,8 +24,8 @@ COMMANDS: list[tuple[str, str]] = [
     ("worker", "streams.worker"),
     ("frequency", "streams.risk_cli:FREQUENCY"),
     ("lag", "streams.risk_cli:LAG"),
-    # ("lender", "..."),
-    # ("erase", "..."),
+    ("lender", "streams.lender_admin:LENDER"),
+    ("erase", "streams.erasure:ERASE"),
 ]
 
 

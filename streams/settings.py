@@ -126,6 +126,13 @@ class Settings(BaseSettings):
         False, description="TEST ONLY negative control: no de-duplication (admission marks "
         "and day-bucket event keys); results become wrong.",
     )
+    fault_clickhouse_down_after_s: float = Field(
+        0, ge=0, description="TEST ONLY: ClickHouse inserts and commands fail (as if the "
+        "server were down) from this many seconds after the worker opened ClickHouse ...",
+    )
+    fault_clickhouse_down_for_s: float = Field(
+        0, ge=0, description="TEST ONLY: ... for this many seconds (0 = never).",
+    )
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
@@ -138,6 +145,7 @@ class Settings(BaseSettings):
             )
         if self.registry_mode == "production" and (
             self.fault_kill_after_insert_cycles or self.test_disable_dedup
+            or self.fault_clickhouse_down_for_s or self.fault_clickhouse_down_after_s
         ):
             raise SettingsError("test-only switches are refused in production mode")
         if self.hourly_state_hours > self.grace_hours:

@@ -49,6 +49,14 @@ def kafka_bootstrap(services: Services) -> str:
 
 
 @pytest.fixture(scope="session")
+def kafka_sasl_bootstrap(services: Services) -> str:
+    """The broker's SASL_PLAINTEXT (SCRAM-SHA-512, ACL-checked) listener; skip if it has none."""
+    if not services.kafka_sasl_bootstrap:
+        pytest.skip("the test broker has no SASL listener (testcontainers)")
+    return services.kafka_sasl_bootstrap
+
+
+@pytest.fixture(scope="session")
 def redis_url(services: Services) -> str:
     return services.redis_url
 

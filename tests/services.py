@@ -23,6 +23,7 @@ class Services:
     redis_url: str
     clickhouse_url: str  # "" = embedded chDB
     how: str
+    kafka_sasl_bootstrap: str = ""  # SASL_PLAINTEXT/SCRAM-SHA-512 listener with ACLs; "" = none
 
 
 def free_port(pair: bool = False) -> int:
@@ -73,7 +74,8 @@ def container_services() -> Iterator[Services]:
 @contextmanager
 def local_services(workdir: Path) -> Iterator[Services]:
     kafka_port, redis_port = free_port(pair=True), free_port()
-    kafka_env = {**os.environ, "KAFKA_PORT": str(kafka_port),
+    sasl_port = next(p for p in iter(free_port, 0) if p not in (kafka_port + 1, redis_port))
+    kafka_env = {**os.environ, "KAFKA_PORT": str(kafka_port), "KAFKA_SASL_PORT": str(sasl_port),
                  "KAFKA_DATA_DIR": str(workdir / "kafka"), "KAFKA_HEAP": "768m"}
     redis_env = {**os.environ, "REDIS_PORT": str(redis_port),
                  "REDIS_DATA_DIR": str(workdir / "redis")}
@@ -83,7 +85,7 @@ def local_services(workdir: Path) -> Iterator[Services]:
         subprocess.run([redis_sh, "start"], env=redis_env, check=True, timeout=120)
         try:
             yield Services(f"127.0.0.1:{kafka_port}", f"redis://127.0.0.1:{redis_port}/0", "",
-                           "local")
+                           "local", kafka_sasl_bootstrap=f"127.0.0.1:{sasl_port}")
         finally:
             subprocess.run([redis_sh, "stop"], env=redis_env, timeout=60)
     finally:

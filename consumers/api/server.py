@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from consumers.api.erasure_routes import add_erasure_routes
 from consumers.api.frequency_routes import add_frequency_routes
 from consumers.api.ops_routes import add_ops_routes
 from consumers.clickhouse.client import ClickHouse
@@ -21,6 +22,7 @@ def build_app(settings: Settings, ch: ClickHouse, monitor: LagMonitor,
     app = web.Application(client_max_size=64 * 1024)
     add_ops_routes(app, monitor=monitor, metrics=METRICS)
     add_frequency_routes(app, settings=settings, ch=ch, as_of_ms=as_of_ms)
+    add_erasure_routes(app, settings=settings, ch=ch)
     return app
 
 

@@ -5,11 +5,18 @@
 process per data folder, so in embedded mode the sink and the risk queries share the single
 client of the worker process; the client is guarded by a lock because the embedded engine is
 not safe for concurrent use from several threads.
+
+Test-only fault (``FAULT_CLICKHOUSE_DOWN_AFTER_S`` / ``FAULT_CLICKHOUSE_DOWN_FOR_S``, refused in
+production mode): inserts and commands raise :class:`ClickHouseUnavailable` during
+``[created + after, created + after + for)``, measured from the facade's creation. The failure
+is injected here, at the boundary, so everything above it (sink back-off, lag, API) sees exactly
+what a real outage produces. Queries are left alone.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,15 +30,26 @@ from streams.settings import Settings
 class ClickHouse:
     """A thread-safe facade over one clickhouse-connect client bound to the registry database."""
 
-    def __init__(self, client: Client, database: str) -> None:
+    def __init__(self, client: Client, database: str, *, down_after_s: float = 0,
+                 down_for_s: float = 0) -> None:
         self._client = client
         self._lock = threading.Lock()
         self.database = database
+        created = time.monotonic()
+        self._down = ((created + down_after_s, created + down_after_s + down_for_s)
+                      if down_for_s > 0 else None)
 
-    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+    def _injected_outage(self) -> None:
+        """Test-only: fail like an unreachable server inside the configured window."""
+        if self._down is not None and self._down[0] <= time.monotonic() < self._down[1]:
+            raise ClickHouseUnavailable("fault injection: ClickHouse is down")
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None, *,
+                settings: dict[str, Any] | None = None) -> Any:
+        self._injected_outage()
         with self._lock:
             try:
-                return self._client.command(sql, parameters=parameters)
+                return self._client.command(sql, parameters=parameters, settings=settings)
             except Exception as exc:  # driver errors are wrapped at this boundary
                 raise ClickHouseUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
@@ -51,6 +69,7 @@ class ClickHouse:
         dedup_token: str | None = None,
     ) -> None:
         """Insert rows; a repeated ``dedup_token`` makes ClickHouse ignore the repeat."""
+        self._injected_outage()
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
         with self._lock:
             try:
@@ -79,7 +98,9 @@ def connect(settings: Settings) -> ClickHouse:
         client.database = settings.clickhouse_database
     except Exception as exc:
         raise ClickHouseUnavailable(f"cannot open ClickHouse at {_safe(dsn)}: {exc}") from exc
-    return ClickHouse(client, settings.clickhouse_database)
+    return ClickHouse(client, settings.clickhouse_database,
+                      down_after_s=settings.fault_clickhouse_down_after_s,
+                      down_for_s=settings.fault_clickhouse_down_for_s)
 
 
 def _safe(dsn: str) -> str:

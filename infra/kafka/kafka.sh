@@ -7,7 +7,9 @@
 #   infra/kafka/kafka.sh status          exit 0 if it answers a metadata request
 #
 # Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (KAFKA_PORT+1), KAFKA_SASL_PORT
-# (empty: no SASL listener), KAFKA_DATA_DIR (.registry-data/kafka), KAFKA_HEAP (512m),
+# (empty: no SASL listener; set: a SASL_PLAINTEXT/SCRAM-SHA-512 listener and the
+# StandardAuthorizer, PLAINTEXT clients stay super users), KAFKA_DATA_DIR
+# (.registry-data/kafka), KAFKA_HEAP (512m),
 # KAFKA_JARS_CACHE (~/.cache/credit-registry/kafka-<version>), KAFKA_START_TIMEOUT (90).
 set -euo pipefail
 
@@ -78,6 +80,18 @@ log.retention.hours=720
 log.segment.bytes=268435456
 sasl.enabled.mechanisms=SCRAM-SHA-512
 PROPS
+  if [ -n "$sasl_port" ]; then
+    # Only the SASL listener is subject to ACLs: PLAINTEXT and CONTROLLER clients (the broker
+    # itself, the tests, the local stack) are User:ANONYMOUS, a super user. Lenders get SCRAM
+    # users and ACLs at runtime (registry lender add); nothing is allowed without an ACL.
+    cat >> "$data/server.properties" <<PROPS
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:ANONYMOUS;User:registry-admin
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+PROPS
+  fi
   if [ -n "${KAFKA_EXTRA_PROPERTIES:-}" ]; then printf '%s\n' "$KAFKA_EXTRA_PROPERTIES" >> "$data/server.properties"; fi
 }
 

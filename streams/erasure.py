@@ -1,0 +1,52 @@
+"""``registry erase --borrower ID``: a data subject's erasure request, made through the worker.
+
+In embedded-ClickHouse mode only the worker may open the chDB folder, so the erasure runs in the
+worker (``POST /api/v1/erasure``, :mod:`consumers.api.erasure_routes`); this command only sends
+the request. The national id travels in the POST body and is never printed back.
+
+Exit status: 0 erased (also when nothing was stored); 1 refused (bad id, bad token); 2 the worker
+could not be reached or failed (ClickHouse or Redis down): repeat the command, it is idempotent.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from streams.lender.jsonl import SubCommand
+from streams.risk_cli import _add_url, _call_worker, _default_token, _default_url
+from streams.settings import get_settings
+
+
+def _add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "erase",
+        help="erase one borrower's data (ClickHouse rows, consent in Redis)",
+        description="Ask the worker to erase every stored trace of one borrower. An audit row "
+        "without the id or its pseudonym is kept. Exit 1 if refused, 2 if the worker is "
+        "unreachable or failing.",
+    )
+    parser.add_argument("--borrower", required=True, metavar="ID",
+                        help="the borrower's national id")
+    parser.add_argument("--token", default=None,
+                        help="bearer token (default $REGISTRY_API_TOKEN, else the first "
+                        "configured token: the local dev token in local mode)")
+    _add_url(parser)
+    return parser
+
+
+def render(answer: dict[str, Any]) -> str:
+    tables = ", ".join(answer.get("tables") or []) or "-"
+    return (f"erased: {answer.get('rows_before')} rows in {tables}; "
+            f"{answer.get('consent_keys')} consent keys (request {answer.get('request_id')})")
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    base = (args.url or _default_url(settings)).rstrip("/")
+    token = args.token or _default_token(settings)
+    return _call_worker("erase", args, "POST", f"{base}/api/v1/erasure", render,
+                        token=token, body={"borrower_id": args.borrower})
+
+
+ERASE = SubCommand(_add_parser, _run)
