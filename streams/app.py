@@ -83,12 +83,14 @@ class RegistryStreams:
                 password=settings.kafka_sasl_password.get_secret_value(),
                 mechanism="SCRAM-SHA-512",
             )
+        faust_dir = settings.registry_data_dir / "faust"
+        faust_dir.mkdir(parents=True, exist_ok=True)
         self.app = faust.App(
             settings.registry_app_id,
             broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
             broker_credentials=broker_credentials,
             store="memory://",
-            datadir=str(settings.registry_data_dir / "faust"),
+            datadir=str(faust_dir),
             topic_partitions=settings.registry_partitions,
             topic_replication_factor=1,
             web_enabled=False,
