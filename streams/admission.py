@@ -91,6 +91,8 @@ class Admission:
         self._barrier = barrier
         self._clock_ms = clock_ms
         self._dedup_enabled = dedup_enabled  # False only as a test's negative control
+        #: called while waiting for Redis (the worker's liveness check counts it as progress)
+        self.on_wait: Callable[[], None] | None = None
         self._codec = codec_for(LOAN_EVENT)
 
     def _reject(
@@ -161,7 +163,7 @@ class Admission:
                     [(v.lender_id, v.event.event_id, v.msg.partition, v.msg.offset)
                      for v in valid]
                 ),
-                what="de-duplication",
+                what="de-duplication", on_wait=self.on_wait,
             )
         else:
             seen = [Seen.FIRST] * len(valid)
@@ -182,7 +184,7 @@ class Admission:
             lambda: self._consent.in_force(
                 [(v.pseudonym, v.lender_id, v.event.occurred_at_ms) for v in fresh]
             ),
-            what="consent look-up",
+            what="consent look-up", on_wait=self.on_wait,
         )
         for v, in_force in zip(fresh, decisions, strict=True):
             if not in_force:

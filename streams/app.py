@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import signal
+import sys
 import time
 from typing import Any
 
@@ -55,6 +56,8 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 DISCOVERY_INTERVAL_S = 3.0
+LIVENESS_INTERVAL_S = 5.0
+STALL_RESTART_S = 60.0
 ADMITTED_BATCH = "registry.internal.AdmittedBatch"
 ACTIVITY_BATCH = "registry.internal.ActivityBatch"
 
@@ -108,14 +111,19 @@ class RegistryStreams:
             # rebalances need not wait for buffers to drain
             stream_wait_empty=False,
         )
-        # resubscribe soon after discovery changes the topic set (default waits 45 s)
-        self.app.topics._resubscribe_sleep_lock_seconds = 1.0
+        # One admitted batch updates up to a few hundred borrowers, i.e. as many changelog
+        # writes. Faust's producer buffer throttles the consumer above 100 pending writes, and
+        # under load that path was seen to stall a worker for good after a restart (no error);
+        # a buffer sized to a few batches keeps the stream off it.
+        self.app.producer.buffer.max_messages = 20_000
         self.loans = _raw_topic(self.app)
         self.admitted = _raw_topic(self.app, topics.admitted)
         self.activity = _raw_topic(self.app, topics.activity)
         self.alerts = _raw_topic(self.app, topics.alerts)
         self._rejected: dict[str, Any] = {}
         self._subscribed = False
+        #: monotonic time of the agents' last finished batch (or Redis wait); see liveness
+        self.last_progress = time.monotonic()
         #: set when lender topics appeared after start; run_worker then starts afresh
         self.restart_requested = False
         # key_type/value_type, not only the schema, pick the serializers that changelog
@@ -155,7 +163,12 @@ class RegistryStreams:
             AlertRules.standard(settings.alert_draws_24h, settings.alert_lenders_7d,
                                 settings.grace_hours * HOUR_MS),
         )
+        # fail-closed waits (Redis down, consent agent behind) are not stalls
+        self.admission.on_wait = self.barrier.on_wait = self._mark_progress
         self._define_agents()
+
+    def _mark_progress(self) -> None:
+        self.last_progress = time.monotonic()
 
     # --- lender topic discovery ---------------------------------------------------------
     async def prepare(self) -> None:
@@ -217,6 +230,7 @@ class RegistryStreams:
         async def admission_agent(stream: Any) -> None:
             async for events in stream.take_events(settings.admission_batch, within=0.02):
                 result = await self.admission.decide([_incoming(e) for e in events])
+                self.last_progress = time.monotonic()
                 for partition, admitted in result.admitted.items():
                     await self.admitted.send(
                         partition=partition,
@@ -232,6 +246,7 @@ class RegistryStreams:
             table, codec = self.table, self._state_codec
             async for event in stream.events():
                 msg = event.message
+                self.last_progress = time.monotonic()
                 batch = self._admitted_codec.decode(msg.value)["events"]
                 items, states, _, alerts = self.aggregator.process(
                     msg.partition, msg.offset, batch,
@@ -255,4 +270,32 @@ class RegistryStreams:
         async def discovery() -> None:
             await self.discover()
 
-        self._agents = (admission_agent, aggregation_agent, discovery)
+        @app.timer(LIVENESS_INTERVAL_S)
+        async def liveness() -> None:
+            """Restart in place when the agents stopped progressing with input waiting.
+
+            Under load a faust-streaming worker was seen to freeze for good right after an
+            overlapping offset commit (alive, partitions assigned, lag never moving; root cause
+            inside Faust not found yet). Every step here is replay-safe, so the remedy is a
+            restart: re-exec this process (as abrupt as a crash, which the kill tests prove
+            exact). Waiting on Redis counts as progress, so a Redis outage does not loop.
+            """
+            if app.rebalancing or app.in_recovery:  # restoring state is not a stall
+                self._mark_progress()
+                return
+            if time.monotonic() - self.last_progress < STALL_RESTART_S:
+                return
+            consumer = app.consumer
+            waiting = 0
+            for tp in consumer.assignment():
+                highwater = consumer.highwater(tp)
+                committed = consumer._committed_offset.get(tp)
+                if highwater is not None and committed is not None and highwater > committed:
+                    waiting += highwater - committed
+            if waiting:
+                log.error("stream made no progress for %.0fs with %d messages waiting: "
+                          "restarting this worker", time.monotonic() - self.last_progress,
+                          waiting)
+                os.execv(sys.executable, [sys.executable, "-m", "streams.cli", *sys.argv[1:]])
+
+        self._agents = (admission_agent, aggregation_agent, discovery, liveness)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -36,6 +37,8 @@ class ConsentBarrier:
         self._store = store
         self._topics = topics
         self._verified_at: dict[str, int] = {}
+        #: called while waiting (the worker's liveness check counts it as progress)
+        self.on_wait: Callable[[], None] | None = None
 
     def bind(self, consumer: AIOKafkaConsumer) -> None:
         """Attach the started, group-less consumer used for metadata and end offsets."""
@@ -68,10 +71,13 @@ class ConsentBarrier:
             delay = 0.005
             while True:
                 applied = await until_redis_answers(
-                    lambda: self._store.applied_offsets(keys), what="consent barrier"
+                    lambda: self._store.applied_offsets(keys), what="consent barrier",
+                    on_wait=self.on_wait,
                 )
                 if all(a >= ends[tp] - 1 for a, tp in zip(applied, tps, strict=True)):
                     break
+                if self.on_wait is not None:
+                    self.on_wait()
                 await asyncio.sleep(delay)  # the consent agent is behind: wait for it
                 delay = min(delay * 2, 0.2)
         for topic in pending:
