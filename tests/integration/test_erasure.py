@@ -54,7 +54,7 @@ async def test_erasure_removes_every_trace_and_keeps_an_anonymous_audit(
                               malformed_rate=0.0)
     truth = (await run_simulation(settings, params)).truth
     worker = worker_factory()
-    await wait_drained(settings, timeout=240, worker=worker)
+    await wait_drained(settings, timeout=360, worker=worker)
 
     raw_id, events = Counter(ev.borrower_id for ev in truth.admitted).most_common(1)[0]
     who = pseudonym(settings.pseudonym_key_bytes, raw_id)

@@ -58,7 +58,7 @@ async def test_canary_id_without_consent_is_stored_nowhere(settings: Settings, w
         [_event("canary-1", canary, now - DAY), _event("consented-1", consented, now - DAY)],
     )
     worker = worker_factory()
-    await wait_drained(settings, timeout=180, worker=worker)
+    await wait_drained(settings, timeout=360, worker=worker)
     assert worker.stop() == 0, worker.log_tail()
 
     consented_alias = pseudonym(settings.pseudonym_key_bytes, consented)
@@ -112,7 +112,7 @@ async def test_revocation_and_late_grant_follow_event_time(settings: Settings, w
          _event("g-before", late_granter, t - DAY), _event("g-after", late_granter, t + 1)],
     )
     worker = worker_factory()
-    await wait_drained(settings, timeout=180, worker=worker)
+    await wait_drained(settings, timeout=360, worker=worker)
     assert worker.stop() == 0, worker.log_tail()
 
     stored = dump_clickhouse(settings)

@@ -115,7 +115,7 @@ async def test_another_lenders_id_in_own_topic_is_quarantined(settings: Settings
         await publisher.flush()
 
     worker = worker_factory(worker_env)
-    await wait_drained(settings, timeout=180, worker=worker)
+    await wait_drained(settings, timeout=360, worker=worker)
     url = f"http://127.0.0.1:{settings.api_port}/metrics"
     metrics = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())
     assert worker.stop() == 0, worker.log_tail()
