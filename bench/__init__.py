@@ -37,7 +37,8 @@ def run_json(args: list[str], *, env: dict[str, str] | None = None, timeout: flo
     full_env = {**(env or os.environ), "PYTHONPATH": str(REPO)}
     done = subprocess.run(cmd, env=full_env, cwd=REPO, capture_output=True, text=True,
                           timeout=timeout)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    # a framework may decorate stdout (Faust's spinner writes terminal escapes before our line)
+    lines = [line[line.index("{"):] for line in done.stdout.splitlines() if "{" in line]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"{' '.join(args[:2])} failed ({done.returncode}):\n"
                            f"{done.stderr[-2500:]}\n{done.stdout[-1000:]}")

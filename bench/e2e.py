@@ -24,7 +24,7 @@ import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from bench import REPO, use_test_helpers
+from bench import REPO, profile, use_test_helpers
 from streams.lender.simulator import SimulationParams, run_simulation
 from streams.settings import Settings
 
@@ -93,6 +93,14 @@ async def loans_topic_names(settings: Settings) -> list[str]:
                       if re.match(settings.topics.loans_pattern, n))
     finally:
         await consumer.stop()
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topics: list[str]
+                           ) -> list[TopicPartition]:
+    """Every partition of ``topics``, from freshly fetched cluster metadata."""
+    await consumer._client.force_metadata_update()
+    return [TopicPartition(t, p) for t in topics
+            for p in sorted(consumer._client.cluster.partitions_for_topic(t) or ())]
 
 
 async def end_offsets_total(settings: Settings, topics: list[str]) -> int:
@@ -178,16 +186,8 @@ def summarise(drain: Drain, counts: dict[str, int], workers: list[Worker]) -> di
     }
 
 
-def profile_worker(pid: int, svg: Path, seconds: int) -> subprocess.Popen[bytes]:
-    """py-spy on the worker while it is busy (flame graph SVG; idle frames are dropped)."""
-    return subprocess.Popen(
-        [str(REPO / ".venv" / "bin" / "py-spy"), "record", "-o", str(svg), "--pid", str(pid),
-         "--duration", str(seconds), "--rate", "50", "--nonblocking"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
 async def run_workers(settings: Settings, count: int, records: int, logdir: Path, *,
-                      timeout: float, profile_svg: Path | None = None,
+                      timeout: float, profile_out: Path | None = None,
                       profile_s: int = 15, keep_running: bool = False
                       ) -> tuple[dict[str, Any], list[Worker]]:
     workers = [Worker(settings, logdir / f"{settings.registry_app_id}-worker{i}.log")
@@ -195,8 +195,8 @@ async def run_workers(settings: Settings, count: int, records: int, logdir: Path
     spy: list[subprocess.Popen[bytes]] = []
 
     def start_profile() -> None:
-        if profile_svg is not None:
-            spy.append(profile_worker(workers[0].proc.pid, profile_svg, profile_s))
+        if profile_out is not None:
+            spy.append(profile.record(workers[0].proc.pid, profile_out, profile_s))
 
     try:
         drain = await measure_drain(settings, workers, records, timeout=timeout,

@@ -74,15 +74,16 @@ def faust_floor(bootstrap: str, topics: list[str], n: int) -> None:
 
 
 async def aiokafka_floor(bootstrap: str, topics: list[str], n: int) -> None:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
+
+    from bench.e2e import topic_partitions
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()
     try:
-        tps = [TopicPartition(t, p) for t in topics
-               for p in consumer._client.cluster.partitions_for_topic(t) or ()]
+        tps = await topic_partitions(consumer, topics)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         codec = codec_for(LOAN_EVENT)

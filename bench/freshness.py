@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench import percentiles, use_test_helpers
-from bench.e2e import loans_topic_names
+from bench.e2e import loans_topic_names, topic_partitions
 from schemas.codec import LOAN_EVENT, codec_for
 from streams.lender.simulator import SimulationParams, run_simulation
 from streams.settings import Settings
@@ -60,12 +60,11 @@ async def measure_freshness(settings: Settings, rate: float, duration_s: float
     await admin.start()
     try:
         activity = settings.topics.activity
-        act_tps = [TopicPartition(activity, p)
-                   for p in sorted(consumer._client.cluster.partitions_for_topic(activity)
-                                   or range(settings.registry_partitions))]
         loans = await loans_topic_names(settings)
-        loan_tps = [TopicPartition(t, p) for t in loans
-                    for p in consumer._client.cluster.partitions_for_topic(t) or ()]
+        act_tps = await topic_partitions(consumer, [activity])
+        loan_tps = await topic_partitions(consumer, loans)
+        if not act_tps or not loan_tps:
+            raise RuntimeError(f"no partitions known for {activity} or the lender topics")
         act_start = await consumer.end_offsets(act_tps)
         loans_start = await consumer.end_offsets(loan_tps)
         group = f"{settings.registry_app_id}-sink"

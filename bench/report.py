@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +139,37 @@ def _save(fig: Any, path: Path) -> str:
     return path.name
 
 
-def write(r: dict[str, Any], out: Path, ts: str) -> str:
+def _headline(r: dict[str, Any]) -> dict[str, float]:
+    """The numbers worth comparing between two runs (absent ones are left out)."""
+    out: dict[str, float] = {}
+    for key, label in (("e2e_1", "e2e 1 worker, events/s"), ("e2e_2", "e2e 2 workers, events/s")):
+        if r.get(key):
+            out[label] = r[key]["events_per_s"]
+    if (r.get("freshness") or {}).get("p99") is not None:
+        out["freshness p99, s"] = r["freshness"]["p99"]
+    if (r.get("query") or {}).get("p99") is not None:
+        out["risk query p99, ms"] = r["query"]["p99"]
+    for stage, us in ((r.get("stages") or {}).get("us_per_event") or {}).items():
+        # "dedup (Redis SET NX GET)" and "dedup (Redis script: ...)" are the same stage
+        out[f"stage µs/event: {re.sub(r'[(]Redis[^)]*[)]', '(Redis)', stage)}"] = us
+    return out
+
+
+def before_after_md(r: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    """A before/after table against an earlier run (``--baseline``), measures in both only."""
+    now, then = _headline(r), _headline(base)
+    common = [k for k in now if k in then]
+    if not common:
+        return []
+    md = [f"## Before / after (baseline: run {base.get('timestamp')})", "",
+          "| measure | before | after | change |", "|---|---:|---:|---:|"]
+    for k in common:
+        change = f"{(now[k] / then[k] - 1) * 100:+.0f}%" if then[k] else "n/a"
+        md.append(f"| {k} | {_fmt(then[k])} | {_fmt(now[k])} | {change} |")
+    return [*md, ""]
+
+
+def write(r: dict[str, Any], out: Path, ts: str, base: dict[str, Any] | None = None) -> str:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{ts}.json").write_text(json.dumps(r, indent=1, default=str))
     rows = summary_rows(r)
@@ -150,11 +181,19 @@ def write(r: dict[str, Any], out: Path, ts: str) -> str:
         md += [f"| {k} | {v:.2f} |" for k, v in st["us_per_event"].items()]
         total = sum(v for k, v in st["us_per_event"].items() if "per row" not in k)
         md += [f"| **sum** | **{total:.1f}** (= {1e6 / total:,.0f} events/s on one core) |", ""]
-    if r.get("profile"):
-        md += ["## Worker profile (py-spy, inclusive share of samples)", "",
-               f"Flame graph: `{r['profile']['svg']}`", "", "| function | share |", "|---|---:|"]
-        md += [f"| `{f}` | {p:.1f}% |" for f, p in r["profile"]["top"]]
+    prof = r.get("profile")
+    if prof and prof.get("samples"):
+        md += ["## Worker profile (py-spy while draining)", "",
+               f"{prof['samples']:,} samples; the worker's main thread was busy "
+               f"{100 * (prof['busy_share'] or 0):.0f}% of the window. Collapsed stacks: "
+               f"`{prof['file']}` (load into any flame-graph viewer).", "",
+               "| self: where the CPU is | share | inclusive: what it is for | share |",
+               "|---|---:|---|---:|"]
+        for (fs, ps), (fi, pi) in zip(prof["self"], prof["inclusive"], strict=False):
+            md.append(f"| `{fs}` | {ps:.1f}% | `{fi}` | {pi:.1f}% |")
         md.append("")
+    if base:
+        md += before_after_md(r, base)
     if r.get("notes"):
         md += ["## Notes", "", *[f"- {n}" for n in r["notes"]], ""]
     md += [f"![{p}]({p})" for p in pngs]

@@ -2,8 +2,8 @@
 
 Input: ``EVENTS`` loan events from the seeded simulator, encoded as lenders send them. Each
 stage runs over all of them, timed alone, in the worker's order: decode -> validate ->
-pseudonymise -> dedup + consent (Redis pipelines against the real Redis of ``REDIS_URL``, in
-batches of ``BATCH`` as the admission agent does) -> the admitted hop (encode on
+pseudonymise -> dedup + consent (one Redis script call per batch against the real Redis of
+``REDIS_URL``, in batches of ``BATCH`` as the admission agent does) -> the admitted hop (encode on
 ``registry.admitted``, decode in the aggregation agent) -> aggregate (``Aggregator.process``)
 -> state dump (the Faust table value) -> activity encode/decode -> sink rows
 (``consumers.rows``) -> one chDB insert of 20k ledger rows into a scratch database.
@@ -81,7 +81,8 @@ async def redis_stages(settings: Settings, keys: list[tuple[str, str, int, int]]
             await redis.delete(key)
     finally:
         await redis.aclose()
-    return {"dedup (Redis SET NX GET)": dedup_us, "consent (Redis ZREVRANGEBYSCORE)": consent_us}
+    return {"dedup (Redis script: SET NX GET)": dedup_us,
+            "consent (Redis script: ZREVRANGEBYSCORE)": consent_us}
 
 
 def main() -> None:

@@ -62,6 +62,23 @@ ADMITTED_BATCH = "registry.internal.AdmittedBatch"
 ACTIVITY_BATCH = "registry.internal.ActivityBatch"
 
 
+def _consumer_state(consumer: Any) -> str:
+    """Faust's per-partition offset bookkeeping, for the log line of a stall (diagnosis)."""
+    parts = []
+    for tp in sorted(consumer.assignment()):
+        acked = consumer._acked.get(tp) or []
+        gap = consumer._gap.get(tp)
+        parts.append(
+            f"{tp.topic}[{tp.partition}] hw={consumer.highwater(tp)} "
+            f"committed={consumer._committed_offset.get(tp)} "
+            f"read={consumer._read_offset.get(tp)} acked={len(acked)}"
+            f"{f' min={min(acked)} max={max(acked)}' if acked else ''} "
+            f"gap={sorted((i.begin, i.end) for i in gap) if gap else []} "
+            f"paused={tp in consumer._paused_partitions}")
+    unacked = len(consumer._unacked_messages)
+    return f"unacked={unacked}; " + "; ".join(parts)
+
+
 def _raw_topic(app: faust.App, *names: str, partitions: int | None = None) -> Any:
     return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw",
                      value_serializer="raw", partitions=partitions)
@@ -296,6 +313,7 @@ class RegistryStreams:
                 log.error("stream made no progress for %.0fs with %d messages waiting: "
                           "restarting this worker", time.monotonic() - self.last_progress,
                           waiting)
+                log.error("consumer state at the stall: %s", _consumer_state(consumer))
                 os.execv(sys.executable, [sys.executable, "-m", "streams.cli", *sys.argv[1:]])
 
         self._agents = (admission_agent, aggregation_agent, discovery, liveness)

@@ -2,9 +2,9 @@
 
 The worker runs with the test-only fault ``FAULT_CLICKHOUSE_DOWN_AFTER_S`` /
 ``FAULT_CLICKHOUSE_DOWN_FOR_S``: every insert and command of its ClickHouse facade fails like an
-unreachable server during a window measured from the facade's creation. The issue asks for a
-60 s outage; this test uses 30 s to keep CI short: long enough for the lag status (10 samples
-at ``LAG_POLL_SECONDS=1``) to judge the sink group and for two offset samples 12 s apart.
+unreachable server during a window measured from the facade's creation, here for 60 s: long
+enough for the lag status (10 samples at ``LAG_POLL_SECONDS=1``) to judge the sink group, and
+for offset samples 6 s, 18 s and ~55 s into the window.
 
 The window opens ``DOWN_AFTER_S`` after ClickHouse is opened rather than ~5 s: on a loaded
 2-core machine the Faust agents need several seconds to join their group, and the sink must have
@@ -33,7 +33,7 @@ from streams.settings import Settings
 pytestmark = pytest.mark.integration
 
 DOWN_AFTER_S = 12.0
-DOWN_FOR_S = 30.0
+DOWN_FOR_S = 60.0
 _DOWN = re.compile(r"ClickHouse insert failed \(fault injection")
 
 
@@ -49,7 +49,7 @@ async def _wait_log(worker, pattern: re.Pattern[str], timeout: float) -> float:
 
 async def test_clickhouse_outage_holds_offsets_and_loses_nothing(
         settings: Settings, worker_factory, tmp_path) -> None:
-    params = SimulationParams(seed=4242, lenders=3, borrowers=1500, events=15_000, days=20,
+    params = SimulationParams(seed=4242, lenders=3, borrowers=1500, events=20_000, days=20,
                               consent_rate=0.5, duplicate_rate=0.01, late_rate=0.02,
                               malformed_rate=0.003, rate=350)
     simulation = asyncio.create_task(run_simulation(settings, params))
@@ -85,6 +85,7 @@ async def test_clickhouse_outage_holds_offsets_and_loses_nothing(
         assert worker.proc.poll() is None, worker.log_tail()
         statuses.append(await group_status(settings, sink_group))
         await asyncio.sleep(1.0)
+    last = await committed_offsets(settings, sink_group, is_activity)
 
     result = await simulation
     truth = result.truth
@@ -102,7 +103,7 @@ async def test_clickhouse_outage_holds_offsets_and_loses_nothing(
           f"{lag_first} -> {lag_second} during it; statuses {statuses}; failed inserts logged "
           f"{failures}; drained {drained_after:.1f}s after start of wait "
           f"({recovered_in:.1f}s after the outage); admitted {len(truth.admitted)}")
-    assert first == second, "the sink committed during the outage"
+    assert first == second == last, "the sink committed during the outage"
     assert lag_second > lag_first > 0, "records kept arriving on registry.activity"
     non_ok = [s for s in statuses if s not in (None, "OK")]
     assert non_ok, f"the sink group never left OK: {statuses}"
