@@ -94,7 +94,8 @@ class ClickHouseSink:
         self._stopping = asyncio.Event()
         self.committed_cycles = 0
         #: newest admission time known to be in ClickHouse on every partition it consumed
-        self.as_of_ms = 0
+        #: (None until the first batch landed or the first empty read)
+        self.as_of_ms: int | None = None
 
     # --- records -> rows ----------------------------------------------------------------
     def _add(self, batch: Batch, record: ConsumerRecord) -> None:
@@ -192,7 +193,7 @@ class ClickHouseSink:
                 batch = await self._fetch(consumer)
                 if not batch.offsets:
                     if not self._stopping.is_set():
-                        self.as_of_ms = max(self.as_of_ms, int(time.time() * 1000))
+                        self.as_of_ms = max(self.as_of_ms or 0, int(time.time() * 1000))
                     continue
                 await self._write_until_done(batch)
                 self._maybe_inject_crash()
@@ -205,7 +206,7 @@ class ClickHouseSink:
                     log.warning("offset commit failed after insert (%s)", exc)
                 self.committed_cycles += 1
                 if batch.newest_admitted_ms:
-                    self.as_of_ms = max(self.as_of_ms, batch.newest_admitted_ms)
+                    self.as_of_ms = max(self.as_of_ms or 0, batch.newest_admitted_ms)
         except asyncio.CancelledError:
             pass
         finally:

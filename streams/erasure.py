@@ -28,10 +28,7 @@ def _add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--borrower", required=True, metavar="ID",
                         help="the borrower's national id")
-    parser.add_argument("--token", default=None,
-                        help="bearer token (default $REGISTRY_API_TOKEN, else the first "
-                        "configured token: the local dev token in local mode)")
-    _add_url(parser)
+    _add_url(parser, token=True)
     return parser
 
 

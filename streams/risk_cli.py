@@ -46,7 +46,12 @@ def _default_token(settings: Settings) -> str | None:
     return next(iter(settings.institution_tokens), None)
 
 
-def _add_url(parser: argparse.ArgumentParser) -> None:
+def _add_url(parser: argparse.ArgumentParser, *, token: bool = False) -> None:
+    """``--url`` and ``--json`` of every command that asks the worker; ``--token`` with it."""
+    if token:
+        parser.add_argument("--token", default=None,
+                            help="bearer token (default $REGISTRY_API_TOKEN, else the first "
+                            "configured token: the local dev token in local mode)")
     parser.add_argument("--url", default=None,
                         help="base URL of the worker's API (default http://API_HOST:API_PORT)")
     parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
@@ -139,10 +144,7 @@ def _add_frequency_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("borrower_id", metavar="ID", help="the borrower's national id")
     parser.add_argument("--window", type=parse_window, default=30,
                         help="window in local days: 30d or 30 (default 30d)")
-    parser.add_argument("--token", default=None,
-                        help="bearer token (default $REGISTRY_API_TOKEN, else the first "
-                        "configured token: the local dev token in local mode)")
-    _add_url(parser)
+    _add_url(parser, token=True)
     return parser
 
 

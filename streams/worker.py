@@ -45,6 +45,7 @@ from consumers.clickhouse.client import ClickHouse, connect
 from consumers.clickhouse.migrations import apply_migrations
 from consumers.lag.history import LagHistoryWriter
 from consumers.lag.monitor import LagMonitor
+from consumers.risk.watermark import complete_until_ms
 from consumers.sink import ClickHouseSink
 from streams.app import RegistryStreams
 from streams.consent_consumer import ConsentConsumer
@@ -144,7 +145,9 @@ class ClickHouseSide(Service):
         self._sink_task = asyncio.ensure_future(self.sink.run())
         self.monitor = LagMonitor(self.settings, history_writer=LagHistoryWriter(self.ch.insert))
         await self.monitor.start()
-        app = build_app(self.settings, self.ch, self.monitor, as_of_ms=lambda: self.sink.as_of_ms)
+        sink, monitor = self.sink, self.monitor
+        app = build_app(self.settings, self.ch, monitor, as_of_ms=lambda: complete_until_ms(
+            sink.as_of_ms, monitor.last, sink.group_id))
         try:
             self._runner = await serve(app, self.settings.api_host, self.settings.api_port)
             log.info("risk API and dashboard on http://%s:%d/ (lag: /lag, metrics: /metrics)",

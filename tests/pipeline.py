@@ -15,6 +15,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from services import REPO, settings_env
 
+from streams.lender.ground_truth import TruthBuilder
+from streams.lender.publisher import LenderPublisher
+from streams.lender.simulator import ItemKind, SimItem
 from streams.settings import Settings
 
 
@@ -127,3 +130,15 @@ async def topics_containing(settings: Settings, needles: list[bytes]) -> dict[by
         return found
     finally:
         await consumer.stop()
+
+
+async def publish_consents_first(publishers: dict[str, LenderPublisher], chunk: list[SimItem],
+                                 truth: TruthBuilder) -> None:
+    """The simulator's causality rule for tests that publish by hand: the consent records of
+    ``chunk`` are acknowledged before any of its loan events is sent."""
+    for item in chunk:
+        if item.kind is ItemKind.CONSENT:
+            await publishers[item.lender_id].publish_consent(item.consent)
+            truth.observe_consent(item.consent)
+    for publisher in publishers.values():
+        await publisher.flush()

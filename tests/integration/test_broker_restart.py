@@ -19,7 +19,7 @@ import time
 
 import pytest
 from faults import assert_matches_oracle, committed_offsets
-from pipeline import dump_clickhouse, group_lag, wait_drained
+from pipeline import dump_clickhouse, group_lag, publish_consents_first, wait_drained
 from services import REPO, docker_available, local_services
 
 from streams.lender.ground_truth import TruthBuilder
@@ -43,12 +43,7 @@ async def _publish(settings: Settings, items: list[SimItem], truth: TruthBuilder
     try:
         for start in range(0, len(items), CHUNK):
             chunk = items[start:start + CHUNK]
-            for item in chunk:
-                if item.kind is ItemKind.CONSENT:
-                    await publishers[item.lender_id].publish_consent(item.consent)
-                    truth.observe_consent(item.consent)
-            for publisher in publishers.values():
-                await publisher.flush()
+            await publish_consents_first(publishers, chunk, truth)
             for item in chunk:
                 publisher = publishers[item.lender_id]
                 if item.kind is ItemKind.LOAN:

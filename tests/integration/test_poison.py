@@ -17,7 +17,7 @@ import re
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from faults import assert_matches_oracle
-from pipeline import dump_clickhouse, wait_drained
+from pipeline import dump_clickhouse, publish_consents_first, wait_drained
 
 from schemas.codec import HEADER_SIZE, LOAN_EVENT, MAGIC, REJECTION, codec_for
 from schemas.reasons import RejectReason
@@ -98,12 +98,7 @@ async def test_poison_records_go_to_dead_letters_and_nowhere_else(
     try:
         for start in range(0, len(items), CHUNK):
             chunk = items[start:start + CHUNK]
-            for item in chunk:  # the simulator's causality rule: consent acked first
-                if item.kind is ItemKind.CONSENT:
-                    await publishers[item.lender_id].publish_consent(item.consent)
-                    truth.observe_consent(item.consent)
-            for publisher in publishers.values():
-                await publisher.flush()
+            await publish_consents_first(publishers, chunk, truth)
             for item in chunk:
                 if item.kind is not ItemKind.LOAN:
                     continue

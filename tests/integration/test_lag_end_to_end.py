@@ -1,7 +1,3 @@
-# NOT COLLECTED (file name): fails in 3 of 5 runs. After the stream worker restarts, the
-# Faust group can keep a few hundred messages uncommitted for good (status STALLED, members
-# alive); the liveness restart does not clear it. Suspected: faust-streaming offset commits
-# stalling (its issues #60/#606). Rename back to test_lag_end_to_end.py once fixed.
 """The lag monitor outlives the stream: an ``ops`` worker (sink, lag monitor, HTTP) keeps
 reporting while the only ``stream`` worker is stopped.
 
