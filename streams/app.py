@@ -34,7 +34,9 @@ import time
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from consumers.metrics import METRICS
 from schemas.codec import REJECTION, codec_for
@@ -153,6 +155,9 @@ class RegistryStreams:
         )
         self._redis = connect_redis(settings)
         self._meta: AIOKafkaConsumer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        #: the group's committed offsets on lender partitions at the previous liveness check
+        self._last_committed: dict[TopicPartition, int] = {}
         self._admitted_codec = codec_for(ADMITTED_BATCH)
         self._activity_codec = codec_for(ACTIVITY_BATCH)
         self._rejection_codec = codec_for(REJECTION)
@@ -187,6 +192,35 @@ class RegistryStreams:
     def _mark_progress(self) -> None:
         self.last_progress = time.monotonic()
 
+    async def _stuck_lender_partitions(self) -> int:
+        """Messages waiting on subscribed lender partitions whose committed offsets (the whole
+        group's) have not moved since the previous call.
+
+        Covers what this worker's own assignment cannot show: after a restart the group was
+        seen to leave a new lender's partitions assigned to nobody. A partition another live
+        member is working on moves between calls and is not counted.
+        """
+        if self._meta is None:
+            return 0
+        try:
+            if self._admin is None:
+                self._admin = AIOKafkaAdminClient(**self.settings.kafka_client_options())
+                await self._admin.start()
+            cluster = self._meta._client.cluster
+            tps = [TopicPartition(t, p) for t in self.loans.topics
+                   for p in sorted(cluster.partitions_for_topic(t) or ())]
+            ends = await self._meta.end_offsets(tps)
+            found = await self._admin.list_consumer_group_offsets(
+                self.settings.registry_app_id, partitions=tps)
+        except KafkaError as exc:
+            log.warning("liveness: group offsets unavailable (%s)", exc)
+            return 0
+        committed = {tp: max(found[tp].offset, 0) if tp in found else 0 for tp in tps}
+        stuck = sum(ends[tp] - c for tp, c in committed.items()
+                    if ends.get(tp, 0) > c and self._last_committed.get(tp) == c)
+        self._last_committed = committed
+        return stuck
+
     # --- lender topic discovery ---------------------------------------------------------
     async def prepare(self) -> None:
         """Connect helpers and subscribe to the lender topics that exist now."""
@@ -199,6 +233,8 @@ class RegistryStreams:
     async def close(self) -> None:
         if self._meta is not None:
             await self._meta.stop()
+        if self._admin is not None:
+            await self._admin.close()
         await self._redis.aclose()
 
     async def discover(self) -> bool:
@@ -206,8 +242,15 @@ class RegistryStreams:
         if self._meta is None:
             return False
         await self._meta._client.force_metadata_update()
-        names = self._meta._client.cluster.topics()
-        loans = sorted(n for n in names if re.match(self.topics.loans_pattern, n))
+        cluster = self._meta._client.cluster
+        # a topic counts once every partition has a leader: subscribing to one created a
+        # moment ago could let the group's assignment run without its partitions
+        loans = sorted(
+            n for n in cluster.topics()
+            if re.match(self.topics.loans_pattern, n)
+            and (parts := cluster.partitions_for_topic(n))
+            and parts == cluster.available_partitions_for_topic(n)
+        )
         if list(self.loans.topics) == loans:
             return False
         if self._subscribed:
@@ -309,10 +352,12 @@ class RegistryStreams:
                 committed = consumer._committed_offset.get(tp)
                 if highwater is not None and committed is not None and highwater > committed:
                     waiting += highwater - committed
-            if waiting:
-                log.error("stream made no progress for %.0fs with %d messages waiting: "
-                          "restarting this worker", time.monotonic() - self.last_progress,
-                          waiting)
+            orphaned = await self._stuck_lender_partitions()
+            if waiting or orphaned:
+                log.error("stream made no progress for %.0fs with %d messages waiting on its "
+                          "partitions and %d on lender partitions whose group offsets stand "
+                          "still: restarting this worker",
+                          time.monotonic() - self.last_progress, waiting, orphaned)
                 log.error("consumer state at the stall: %s", _consumer_state(consumer))
                 os.execv(sys.executable, [sys.executable, "-m", "streams.cli", *sys.argv[1:]])
 

@@ -1,9 +1,12 @@
-# NOT COLLECTED (file name): passes about 3 runs in 5. After the self-restart, Faust sometimes
-# never assigns the new lender's partitions (stream lag stays at the new events; nothing in
-# the log). Suspected: the assignor runs before the new topic is in the leader's metadata.
-# Rename back to test_new_lender.py once fixed.
 """A lender that appears while the worker runs needs no code change and no operator: the worker
-discovers its topics, restarts itself in the same process, and admits its events."""
+discovers its topics, restarts itself in the same process, and admits its events.
+
+In about one run in six the restarted group was seen to leave the new lender's partitions
+assigned to nobody (faust-streaming; no error logged). The worker's liveness check catches that
+(lender partitions with messages waiting and group offsets standing still while the worker
+makes no progress) and restarts it once more, so the second drain allows 200 s; such a run
+takes about 2.5 minutes instead of 40 s.
+"""
 
 from __future__ import annotations
 
@@ -47,7 +50,7 @@ async def test_lender_added_while_running_is_picked_up(settings: Settings,
     pid = worker.proc.pid
 
     await _publish_consented(settings, "late-bank", national_id.generate(rng), 30)
-    await wait_drained(settings, timeout=90, worker=worker)
+    await wait_drained(settings, timeout=200, worker=worker)  # room for a liveness restart
     assert worker.proc.pid == pid and worker.proc.poll() is None
     assert worker.stop() == 0, worker.log_tail()
     log_text = worker.log_path.read_text(errors="replace")
