@@ -31,7 +31,8 @@ from streams.buckets import BucketPolicy
 from streams.calendar import HOUR_MS, Calendar
 from streams.consent_store import ConsentStore
 from streams.dedup import DedupStore
-from streams.lender.simulator import ItemKind, SimulationParams, generate_sequence
+from streams.lender.scenario import generate_sequence
+from streams.lender.sim_types import ItemKind, SimulationParams
 from streams.pseudonym import Pseudonymiser, partition_of
 from streams.redis_client import connect_redis
 from streams.settings import Settings

@@ -17,7 +17,7 @@ from services import REPO, settings_env
 
 from streams.lender.ground_truth import TruthBuilder
 from streams.lender.publisher import LenderPublisher
-from streams.lender.simulator import ItemKind, SimItem
+from streams.lender.sim_types import ItemKind, SimItem
 from streams.settings import Settings
 
 

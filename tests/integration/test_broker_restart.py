@@ -24,7 +24,8 @@ from services import REPO, docker_available, local_services
 
 from streams.lender.ground_truth import TruthBuilder
 from streams.lender.publisher import LenderPublisher
-from streams.lender.simulator import ItemKind, SimItem, SimulationParams, build_scenario
+from streams.lender.scenario import build_scenario
+from streams.lender.sim_types import ItemKind, SimItem, SimulationParams
 from streams.settings import Settings
 from streams.topics_admin import ensure_lender_topics
 

@@ -23,7 +23,8 @@ from schemas.codec import HEADER_SIZE, LOAN_EVENT, MAGIC, REJECTION, codec_for
 from schemas.reasons import RejectReason
 from streams.lender.ground_truth import TruthBuilder
 from streams.lender.publisher import LenderPublisher
-from streams.lender.simulator import ItemKind, SimulationParams, build_scenario
+from streams.lender.scenario import build_scenario
+from streams.lender.sim_types import ItemKind, SimulationParams
 from streams.settings import Settings
 from streams.topics_admin import ensure_lender_topics
 

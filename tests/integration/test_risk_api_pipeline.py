@@ -26,7 +26,9 @@ from pipeline import wait_drained
 from services import REPO, settings_env
 
 from streams.lender.ground_truth import AdmittedEvent, GroundTruth
-from streams.lender.simulator import ItemKind, SimulationParams, build_scenario, run_simulation
+from streams.lender.scenario import build_scenario
+from streams.lender.sim_types import ItemKind, SimulationParams
+from streams.lender.simulator import run_simulation
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration

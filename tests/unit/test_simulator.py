@@ -14,14 +14,8 @@ from schemas.reasons import RejectReason
 from schemas.records import ConsentAction, EventType
 from schemas.validation import ValidationError, ValidationLimits, check_loan_record
 from streams.lender.ground_truth import GroundTruth, TruthBuilder
-from streams.lender.simulator import (
-    MALFORMATIONS,
-    ItemKind,
-    SimItem,
-    SimulationParams,
-    build_scenario,
-    generate_sequence,
-)
+from streams.lender.scenario import MALFORMATIONS, build_scenario, generate_sequence
+from streams.lender.sim_types import ItemKind, SimItem, SimulationParams
 
 NOW_MS = 1_795_000_000_000  # 2026-11-18T08:26:40Z
 PARAMS = SimulationParams(seed=42, borrowers=1500, now_ms=NOW_MS, malformed_rate=0.01)
