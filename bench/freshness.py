@@ -105,6 +105,7 @@ async def measure_freshness(settings: Settings, rate: float, duration_s: float
 
     times = [t for t, _ in samples]
     latencies = []
+    by_append: list[tuple[int, float]] = []
     for key, (partition, offset) in where.items():
         append_ms = published.get(key)
         if append_ms is None:
@@ -115,6 +116,13 @@ async def measure_freshness(settings: Settings, rate: float, duration_s: float
             i += 1
         if i < len(samples):
             latencies.append(samples[i][0] - append_ms / 1000)
+            by_append.append((append_ms, latencies[-1]))
+    # latency that grows from the first third of the window to the last means the worker was
+    # saturated at this rate (it shares 2 cores with the simulator and the broker)
+    by_append.sort()
+    third = len(by_append) // 3
+    first = percentiles([x for _, x in by_append[:third]], (50,))
+    last = percentiles([x for _, x in by_append[-third:]], (50,)) if third else {}
     return {
         "rate": rate,
         "duration_s": duration_s,
@@ -124,5 +132,7 @@ async def measure_freshness(settings: Settings, rate: float, duration_s: float
         "polls": len(samples),
         **{k: round(v, 3) for k, v in percentiles(latencies).items()},
         "max": round(max(latencies), 3) if latencies else None,
+        "p50_first_third": round(first["p50"], 3) if first else None,
+        "p50_last_third": round(last["p50"], 3) if last else None,
         "latencies": [round(x, 4) for x in latencies],
     }

@@ -57,7 +57,16 @@ def summary_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         for q in ("p50", "p95", "p99"):
             target = "<= 2 s" if q == "p99" else ""
             ok = fr.get(q, 99) <= 2.0 if q == "p99" else None
-            add(f"freshness {q} (publish -> queryable)", fr.get(q), " s", target, ok)
+            add(f"freshness {q} at {fr['rate']:,.0f}/s (publish -> queryable)", fr.get(q), " s",
+                target, ok)
+        if fr.get("p50_first_third") is not None:
+            add("freshness p50, first -> last third of the window",
+                f"{fr['p50_first_third']:.2f} -> {fr['p50_last_third']:.2f}", " s", "", None)
+    light = r.get("freshness_light")
+    if light:
+        for q in ("p50", "p99"):
+            add(f"freshness {q} at {light['rate']:,.0f}/s (light load)", light.get(q), " s",
+                "", None)
     qy = r.get("query")
     if qy:
         add(f"risk API p50 ({qy['rows']:,} rows)", qy["p50"], " ms", "", None)

@@ -87,6 +87,9 @@ def streaming(r: dict[str, Any], only: set[str], svc: Any, workdir: Path, ts: st
         if "freshness" in only:
             r["freshness"] = step(r, f"freshness at {rate:,.0f}/s", lambda: asyncio.run(
                 freshness.measure_freshness(a, rate, fresh_s)))
+            # a second, light point: the latency of the pipeline when it is not saturated
+            r["freshness_light"] = step(r, f"freshness at {rate / 5:,.0f}/s", lambda: asyncio.run(
+                freshness.measure_freshness(a, rate / 5, fresh_s)))
         r["e2e_1"] = e2e.finish(a, run1, workers1)
         r["e2e_1"]["baseline_rss_mib"] = r["e2e_1"]["peak_rss_mib"][0]
         r["profile"] = profile.summarise(prof, prof_s)
