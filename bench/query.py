@@ -6,7 +6,9 @@ x K consecutive days ending today (B*K rows: the pseudonyms are inserted once th
 clickhouse-connect, then one ``INSERT ... SELECT`` of B rows per day, i.e. 1M-row chunks at
 full scale), serves the real aiohttp app (``consumers.api.server.build_app``) and prints a
 JSON line with the raw ids to ask about. :func:`measure` then sends sequential
-``POST /api/v1/frequency`` requests (each also records an inquiry row, as in production).
+``POST /api/v1/frequency`` requests (each also records an inquiry row, as in production): once
+right after the load (ten freshly inserted parts, merges running: a pessimistic case) and once
+after ``OPTIMIZE ... FINAL`` (all parts merged, the state background merges approach).
 """
 
 from __future__ import annotations
@@ -67,12 +69,20 @@ def serve(folder: Path, borrowers: int, days: int, port: int) -> None:
     app = build_app(settings, ch, LagMonitor(settings), as_of_ms=lambda: int(time.time() * 1000))
     stop = asyncio.Event()
 
+    async def optimize() -> None:
+        """Second round: every part merged, the steady state background merges approach."""
+        await asyncio.to_thread(ch.command, "OPTIMIZE TABLE borrower_daily FINAL")
+        parts = ch.query("SELECT count() FROM system.parts WHERE active AND "
+                         "table = 'borrower_daily' AND database = currentDatabase()")[0][0]
+        emit({"optimized": True, "parts": parts})
+
     async def run() -> None:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGUSR1, lambda: asyncio.ensure_future(optimize()))
         emit({"ready": True, "rows": rows, "load_s": load_s,
               "ids": rng.sample(ids, min(SAMPLE, len(ids)))})
         await stop.wait()
@@ -118,6 +128,13 @@ def measure(borrowers: int, days: int, requests: int, port: int) -> dict[str, An
         if not ready:
             raise RuntimeError(f"query server failed:\n{proc.stderr.read()[-2500:]}")
         latencies = asyncio.run(_ask(port, ready["ids"], requests))
+        proc.send_signal(signal.SIGUSR1)
+        merged: dict[str, Any] = {}
+        for line in proc.stdout:
+            if line.startswith("{"):
+                merged = json.loads(line)
+                break
+        merged_latencies = asyncio.run(_ask(port, ready["ids"], requests)) if merged else []
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -127,7 +144,9 @@ def measure(borrowers: int, days: int, requests: int, port: int) -> dict[str, An
     return {"borrowers": borrowers, "days": days, "rows": ready["rows"],
             "load_s": round(ready["load_s"], 1), "requests": len(latencies),
             **{k: round(v, 2) for k, v in percentiles(latencies).items()},
-            "mean": round(sum(latencies) / len(latencies), 2)}
+            "mean": round(sum(latencies) / len(latencies), 2),
+            "merged": {"parts": merged.get("parts"),
+                       **{k: round(v, 2) for k, v in percentiles(merged_latencies).items()}}}
 
 
 def main() -> None:
