@@ -90,6 +90,12 @@ def _long(n: int) -> bytes:
     return out + _V14[z]
 
 
+#: Timestamps written inline as three 14-bit groups: zigzag in [2**28, 2**42), i.e. epoch
+#: milliseconds from 1974 to 2039 (the rest go through _long).
+_TS_LOW = 1 << 27
+_TS_HIGH = 1 << 41
+
+
 def _encode_fast(ev: LoanEvent) -> bytes:
     """The single-object bytes of ``ev`` under v1. Raises on anything it does not handle."""
     small = _SMALL
@@ -98,6 +104,12 @@ def _encode_fast(ev: LoanEvent) -> bytes:
     borrower_id = ev.borrower_id.encode()
     loan_id = ev.loan_id.encode()
     currency = ev.currency.encode()
+    at = ev.occurred_at_ms
+    if _TS_LOW <= at < _TS_HIGH:  # the same bytes as _long(at), without two concatenations
+        z = at << 1
+        at_low, at_mid, at_high = _C14[z & 0x3FFF], _C14[(z >> 14) & 0x3FFF], _V14[z >> 28]
+    else:
+        at_low, at_mid, at_high = _long(at), b"", b""
     product = ev.product
     if product is None:
         tail = _NULL
@@ -119,7 +131,9 @@ def _encode_fast(ev: LoanEvent) -> bytes:
             _long(ev.amount_minor),
             small[len(currency)],
             currency,
-            _long(ev.occurred_at_ms),
+            at_low,
+            at_mid,
+            at_high,
             tail,
         )
     )
