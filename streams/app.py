@@ -158,6 +158,8 @@ class RegistryStreams:
         self._admin: AIOKafkaAdminClient | None = None
         #: the group's committed offsets on lender partitions at the previous liveness check
         self._last_committed: dict[TopicPartition, int] = {}
+        #: when the liveness check re-delivered stuck partitions (None: not in this stall)
+        self._reseeked_at: float | None = None
         self._admitted_codec = codec_for(ADMITTED_BATCH)
         self._activity_codec = codec_for(ACTIVITY_BATCH)
         self._rejection_codec = codec_for(REJECTION)
@@ -332,26 +334,49 @@ class RegistryStreams:
 
         @app.timer(LIVENESS_INTERVAL_S)
         async def liveness() -> None:
-            """Restart in place when the agents stopped progressing with input waiting.
+            """Recover when the agents stopped progressing with input waiting.
 
-            Under load a faust-streaming worker was seen to freeze for good right after an
-            overlapping offset commit (alive, partitions assigned, lag never moving; root cause
-            inside Faust not found yet). Every step here is replay-safe, so the remedy is a
-            restart: re-exec this process (as abrupt as a crash, which the kill tests prove
-            exact). Waiting on Redis counts as progress, so a Redis outage does not loop.
+            A faust-streaming worker was seen to freeze for good after a restart (alive,
+            partitions assigned, lag never moving): its per-partition bookkeeping (logged at
+            the stall) showed the first records after the committed offset never acked. First
+            remedy after 60 s: seek those partitions back to their committed offsets, so the
+            records are delivered again. If that does not help within another 60 s, or lender
+            partitions wait with the group's offsets standing still, re-exec this process (as
+            abrupt as a crash, which the kill tests prove exact). Every step is replay-safe.
+            Waiting on Redis counts as progress, so a Redis outage does not loop.
             """
             if app.rebalancing or app.in_recovery:  # restoring state is not a stall
                 self._mark_progress()
                 return
-            if time.monotonic() - self.last_progress < STALL_RESTART_S:
+            now = time.monotonic()
+            if self._reseeked_at is not None and self.last_progress > self._reseeked_at:
+                self._reseeked_at = None  # the re-delivery got the stream going again
+            if now - self.last_progress < STALL_RESTART_S:
                 return
             consumer = app.consumer
-            waiting = 0
+            stuck: dict[Any, int] = {}
             for tp in consumer.assignment():
                 highwater = consumer.highwater(tp)
                 committed = consumer._committed_offset.get(tp)
                 if highwater is not None and committed is not None and highwater > committed:
-                    waiting += highwater - committed
+                    stuck[tp] = committed
+            waiting = sum(consumer.highwater(tp) - c for tp, c in stuck.items())
+            if stuck and self._reseeked_at is None:
+                # First remedy: deliver again from the committed offsets. Seen on restarts:
+                # the first records fetched were dropped from Faust's buffers when recovery
+                # re-seeked, and their second delivery was skipped as already read, so they
+                # were never acked and the commit stood still. A replay is recognised
+                # downstream (dedup positions, seen-sets, replacing keys).
+                log.error("stream made no progress for %.0fs with %d messages waiting: "
+                          "delivering %d partitions again from their committed offsets; "
+                          "consumer state: %s", time.monotonic() - self.last_progress, waiting,
+                          len(stuck), _consumer_state(consumer))
+                for tp, committed in stuck.items():
+                    await consumer.seek(tp, committed)
+                self._reseeked_at = now
+                return
+            if self._reseeked_at is not None and now - self._reseeked_at < STALL_RESTART_S:
+                return  # give the re-delivery its time
             orphaned = await self._stuck_lender_partitions()
             if waiting or orphaned:
                 log.error("stream made no progress for %.0fs with %d messages waiting on its "
