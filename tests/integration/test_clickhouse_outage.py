@@ -27,8 +27,10 @@ import pytest
 from faults import assert_matches_oracle, committed_offsets, group_status
 from pipeline import dump_clickhouse, group_lag, wait_drained
 
+from streams.lender.population import lenders
 from streams.lender.simulator import SimulationParams, run_simulation
 from streams.settings import Settings
+from streams.topics_admin import ensure_lender_topics
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +54,10 @@ async def test_clickhouse_outage_holds_offsets_and_loses_nothing(
     params = SimulationParams(seed=4242, lenders=3, borrowers=1500, events=20_000, days=20,
                               consent_rate=0.5, duplicate_rate=0.01, late_rate=0.02,
                               malformed_rate=0.003, rate=350)
+    # every lender topic exists before the worker starts: this test is about the sink, not
+    # about discovering lenders (which restarts the worker in place)
+    for lender in lenders(params.lenders):
+        await ensure_lender_topics(settings, lender.lender_id)
     simulation = asyncio.create_task(run_simulation(settings, params))
     worker = worker_factory({"FAULT_CLICKHOUSE_DOWN_AFTER_S": str(DOWN_AFTER_S),
                              "FAULT_CLICKHOUSE_DOWN_FOR_S": str(DOWN_FOR_S),
