@@ -149,6 +149,14 @@ def events(n: int, borrowers: int, seed: int = 1) -> list[LoanEvent]:
     ]  # fmt: skip
 
 
+async def until(condition: Any, timeout: float = 5.0) -> None:
+    """Let the event loop run until ``condition()`` holds (a deadline, never a fixed sleep)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.001)
+
+
 async def acknowledge_until_flushed(producer: FakeProducer, pub: LenderPublisher) -> None:
     async def acker() -> None:
         while True:
@@ -196,7 +204,7 @@ async def test_a_lingering_batch_goes_out_without_flush() -> None:
     pub = publisher(producer, publisher_linger_ms=5)
     await pub.send_raw(pub.loans_topic, b"110101199003074514", b"v")
     assert producer.batches == []  # buffered
-    await asyncio.sleep(0.2)
+    await until(lambda: producer.batches)  # the 5 ms linger hands it over
     assert [(p, k) for p, k, _ in producer.records()] == [(5, b"110101199003074514")]
     producer.ack_all()
     await pub.flush()
@@ -209,8 +217,8 @@ async def test_flush_hands_over_partial_batches_and_waits_for_acknowledgement() 
     for ev in events(20, borrowers=20):
         await pub.publish_event(ev)
     flushing = asyncio.create_task(pub.flush())
-    await asyncio.sleep(0.01)
-    assert not flushing.done() and len(producer.records()) == 20
+    await until(lambda: len(producer.records()) == 20)
+    assert not flushing.done()
     producer.ack_all()
     await flushing
     assert pub.acked == 20 and pub.in_flight == 0
@@ -223,7 +231,7 @@ async def test_a_failed_batch_fails_flush_and_every_later_send() -> None:
     for ev in events(500, borrowers=50):
         await pub.publish_event(ev)
     flushing = asyncio.create_task(pub.flush())
-    await asyncio.sleep(0.01)
+    await until(lambda: len(producer.records()) == 500)
     _, partition, builder, future = producer.batches[0]
     future.set_exception(NotEnoughReplicasError())
     producer.ack_all()
@@ -269,11 +277,11 @@ async def test_sends_wait_at_the_in_flight_bound() -> None:
             await pub.publish_event(ev)
 
     sending = asyncio.create_task(send_all())
-    await asyncio.sleep(0.05)
+    await until(lambda: pub.sent == 100)
+    await asyncio.sleep(0)  # one more turn: the sender must be waiting, not sending
     assert not sending.done() and pub.sent == 100  # waits for half of them
     producer.ack_all()
-    await asyncio.sleep(0.05)
-    assert pub.sent > 100
+    await until(lambda: pub.sent > 100)
     while not sending.done():
         producer.ack_all()
         await asyncio.sleep(0)
@@ -291,7 +299,7 @@ async def test_a_cancelled_sender_does_not_strand_a_batch() -> None:
             await pub.send_raw(pub.loans_topic, b"110101199003074514", b"v" * 60)
 
     sending = asyncio.create_task(send_one_key())
-    await asyncio.sleep(0.01)
+    await until(lambda: pub.sent > 0 and pub._handing_over)
     assert not sending.done() and pub.sent > 0  # stuck handing over its first full batch
     sending.cancel()
     with pytest.raises(asyncio.CancelledError):
