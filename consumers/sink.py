@@ -80,9 +80,9 @@ class Batch:
     row_count: int = 0
     newest_admitted_ms: int = 0
     #: erasures met in this batch, in order: (borrower, request id, institution)
-    erasures: list[tuple[str, str, str]] = field(default_factory=list)
+    erasures: list[tuple[str, str, str, int]] = field(default_factory=list)
 
-    def erase(self, borrower: str, request_id: str, institution: str) -> None:
+    def erase(self, borrower: str, request_id: str, institution: str, at_ms: int) -> None:
         """Drop the borrower's rows gathered so far (the erasure deletes what came before it)
         and remember the erasure; rows that come after it in the batch are kept."""
         for table, rows in self.rows.items():
@@ -92,7 +92,7 @@ class Batch:
                 self.rows[table] = kept
         for key, (buckets, version) in list(self.recomputes.items()):
             self.recomputes[key] = ({b for b in buckets if b[0] != borrower}, version)
-        self.erasures.append((borrower, request_id, institution))
+        self.erasures.append((borrower, request_id, institution, at_ms))
 
     def token(self, table: str) -> str:
         ranges = ",".join(f"{tp.topic}/{tp.partition}/{a}-{b}"
@@ -129,7 +129,8 @@ class ClickHouseSink:
                 for item in self._activity.decode(record.value)["items"]:
                     kind = item["kind"]
                     if kind == "erase":
-                        batch.erase(item["borrower"], item["request_id"], item["institution"])
+                        batch.erase(item["borrower"], item["request_id"], item["institution"],
+                                    item["occurred_at_ms"])
                         continue
                     if kind.startswith("recompute"):
                         key = (kind, record.partition)
@@ -164,8 +165,9 @@ class ClickHouseSink:
     def _write(self, batch: Batch) -> None:
         # erasures first: they delete what earlier batches stored; the batch's own rows of
         # the borrower from before the erasure were dropped when it was met (Batch.erase)
-        for borrower, request_id, institution in batch.erasures:
+        for borrower, request_id, institution, at_ms in batch.erasures:
             erase_borrower(self.ch, borrower, request_id=request_id, institution=institution,
+                           requested_at_ms=at_ms,
                            after_first_delete=self._maybe_inject_erasure_crash)
         for table, rows in batch.rows.items():
             if not rows:

@@ -123,6 +123,9 @@ class RegistryStreams:
             stream_buffer_maxsize=64,
             table_cleanup_interval=3600.0,
             consumer_metadata_max_age_ms=5000,
+            # a crashed member's partitions move after 15 s, not Faust's default 60 s
+            broker_session_timeout=15.0,
+            broker_heartbeat_interval=3.0,
             # uncommitted work is replayed after a restart (and recognised), so shutdown and
             # rebalances need not wait for buffers to drain
             stream_wait_empty=False,
@@ -211,7 +214,8 @@ class RegistryStreams:
             del self.table[key]
         item = {"kind": "erase", "borrower": command["borrower"],
                 "version": VERSION_BASE + offset * VERSION_STRIDE,
-                "request_id": command["request_id"], "institution": command["institution"]}
+                "request_id": command["request_id"], "institution": command["institution"],
+                "occurred_at_ms": command["requested_at_ms"]}
         await self.activity.send(partition=partition,
                                  value=self._activity_codec.encode({"items": [item]}))
         log.info("erasure %s: stream state of partition %d deleted", command["request_id"],

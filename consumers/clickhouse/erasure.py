@@ -31,6 +31,9 @@ _TABLES_SQL = (
     "WHERE c.database = currentDatabase() AND c.name = 'borrower' "
     "AND t.engine LIKE '%MergeTree' ORDER BY c.table"
 )
+#: tables not written in the borrower's partition order: their rows carry a write time, and an
+#: erasure deletes those written up to the request
+_WRITTEN_AT = {"inquiries": "inquired_at", "consent_audit": "recorded_at"}
 AUDIT_COLUMNS = ("erased_at", "request_id", "borrower_hash", "institution", "tables",
                  "rows_before")
 
@@ -40,17 +43,29 @@ def borrower_hash(borrower: str) -> str:
     return hashlib.sha256(borrower.encode()).hexdigest()
 
 
+def _where(table: str) -> str:
+    cutoff = _WRITTEN_AT.get(table)
+    if cutoff is None:
+        return "borrower = {b:String}"
+    return f"borrower = {{b:String}} AND {cutoff} <= fromUnixTimestamp64Milli({{at:Int64}}, 'UTC')"
+
+
 def erase_borrower(ch: ClickHouse, borrower: str, *, request_id: str, institution: str,
+                   requested_at_ms: int,
                    after_first_delete: Callable[[], None] | None = None) -> tuple[list[str], int]:
-    """Delete ``borrower``'s rows everywhere, record the audit row; (tables, rows before)."""
+    """Delete ``borrower``'s rows everywhere, record the audit row; (tables, rows before).
+
+    Rows of tables written outside the borrower's partition order (inquiries, consent audit)
+    are deleted up to ``requested_at_ms`` only, so a replayed erasure never removes what was
+    recorded after the request (a later inquiry, a new consent)."""
     tables = [row[0] for row in ch.query(_TABLES_SQL)]
-    params = {"b": borrower}
+    params = {"b": borrower, "at": requested_at_ms}
     rows_before = 0
     for table in tables:
-        rows_before += ch.query(f"SELECT count() FROM `{table}` WHERE borrower = {{b:String}}",
+        rows_before += ch.query(f"SELECT count() FROM `{table}` WHERE {_where(table)}",
                                 params)[0][0]
     for n, table in enumerate(tables):
-        ch.command(f"ALTER TABLE `{table}` DELETE WHERE borrower = {{b:String}}", params,
+        ch.command(f"ALTER TABLE `{table}` DELETE WHERE {_where(table)}", params,
                    settings={"mutations_sync": 2})
         if n == 0 and after_first_delete is not None:
             after_first_delete()

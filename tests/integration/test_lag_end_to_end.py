@@ -1,11 +1,12 @@
-"""The lag monitor outlives the stream: an ``ops`` worker (sink, lag monitor, HTTP) keeps
-reporting while the only ``stream`` worker is stopped.
+"""The lag monitor outlives the stream: an ``ops`` worker (sink, lag monitor, HTTP) keeps reporting
+while the only ``stream`` worker is stopped.
 
 Through the real ``/api/v1/lag`` of the ops worker: the registry's intake group (the stream
-worker's bulk reader of the lender topics) first drains to lag 0 / OK; with the stream worker stopped and lenders still publishing, its lag grows
-sample after sample and its status leaves OK (WARN: an empty group whose commits stand still,
-before the STOPPED threshold); with a stream worker back, lag returns to 0 and status to OK.
-The observed figures are printed (run with ``-s``).
+worker's bulk reader of the lender topics) first drains to lag 0 / OK; with the stream worker
+stopped and lenders still publishing, its lag grows sample after sample and its status leaves OK
+(WARN: an empty group whose commits stand still, before the STOPPED threshold); with a stream
+worker back, lag returns to 0 and status to OK. The observed figures are printed (run with
+``-s``).
 """
 
 from __future__ import annotations

@@ -5,10 +5,11 @@ folder), so stopping it hurts no other test. While the worker processes a rate-l
 simulation, Redis is shut down for ~15 s and then started again on the same data folder, so the
 consent intervals and dedup marks written before the outage are still there.
 
-Asserted during the outage: the worker keeps its PID, and the Faust group's committed offsets
-on ``registry.validated`` do not move (no event is decided without Redis, so none is
-acknowledged; bulk intake, which needs no Redis, may go on reading lender topics). After the restart: the ClickHouse ledger and buckets equal the oracle exactly —
-no event admitted without a consent decision, none lost, none twice.
+Asserted during the outage: the worker keeps its PID, and the Faust group's committed offsets on
+``registry.validated`` do not move (no event is decided without Redis, so none is acknowledged;
+bulk intake, which needs no Redis, may go on reading lender topics). After the restart: the
+ClickHouse ledger and buckets equal the oracle exactly — no event admitted without a consent
+decision, none lost, none twice.
 """
 
 from __future__ import annotations
