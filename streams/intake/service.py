@@ -18,20 +18,21 @@ before step 4 replays the read; the copies carry the same source positions, whic
 agent's de-duplication recognises as redeliveries (:mod:`streams.dedup`), so they never count
 twice. Cost per read: one produce round trip (acks=all) and one offset commit.
 
-Existing deployments keep their position: a lender partition the intake group has never
-committed starts at the committed offset of the Faust group that read lender topics before
-bulk intake existed (the group named ``REGISTRY_APP_ID``), once; afterwards the intake group's
-own commits rule.
+Existing deployments keep their position: before it subscribes, a lender partition the
+intake group has never committed is given the committed offset of the Faust group that read
+lender topics before bulk intake existed (the group named ``REGISTRY_APP_ID``), once;
+afterwards the intake group's own commits rule.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
@@ -56,19 +57,6 @@ def count_rejections(rejections: list[Rejection]) -> None:
             METRICS.security_lender_mismatch.inc(rej.lender_id)
 
 
-class _CarryOver(ConsumerRebalanceListener):
-    """Start never-committed lender partitions at the legacy Faust group's offsets."""
-
-    def __init__(self, intake: BulkIntake) -> None:
-        self._intake = intake
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        return None
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self._intake.carry_over(list(assigned))
-
-
 class BulkIntake:
     """The intake loop; :meth:`run` until :meth:`stop`."""
 
@@ -86,29 +74,44 @@ class BulkIntake:
         #: reads committed so far (tests and the bench watch it)
         self.reads = 0
 
-    async def carry_over(self, assigned: list[TopicPartition]) -> None:
-        consumer = self._consumer
-        if consumer is None or not assigned:
-            return
-        fresh = [tp for tp in assigned if await consumer.committed(tp) is None]
-        if not fresh:
-            return
-        admin = AIOKafkaAdminClient(**self.settings.kafka_client_options())
+    async def carry_over(self) -> None:
+        """Once, before subscribing: give the intake group the legacy Faust group's committed
+        offset on every lender partition the intake group never committed.
+
+        Committed as a simple (member-less) commit, which the broker accepts while the intake
+        group has no active member, i.e. at a deployment's first start with bulk intake; if it
+        is refused (another worker already runs the group), that worker did it."""
+        loans = re.compile(self.settings.topics.loans_pattern)
+        options = self.settings.kafka_client_options()
+        admin = AIOKafkaAdminClient(**options)
         try:
             await admin.start()
-            legacy = await admin.list_consumer_group_offsets(self.legacy_group_id,
-                                                             partitions=fresh)
+            legacy = await admin.list_consumer_group_offsets(self.legacy_group_id)
+            mine = await admin.list_consumer_group_offsets(self.group_id)
         except KafkaError as exc:
-            log.warning("intake: legacy offsets unavailable (%r); starting from the log", exc)
+            log.warning("intake: legacy offsets unavailable (%r); not carried over", exc)
             return
         finally:
             await admin.close()
-        for tp in fresh:
-            meta = legacy.get(tp)
-            if meta is not None and meta.offset >= 0:
-                log.info("intake: %s[%d] starts at the legacy group's offset %d", tp.topic,
-                         tp.partition, meta.offset)
-                consumer.seek(tp, meta.offset)
+        todo = {tp: meta.offset for tp, meta in legacy.items()
+                if loans.match(tp.topic) and meta.offset >= 0
+                and (tp not in mine or mine[tp].offset < 0)}
+        if not todo:
+            return
+        committer = AIOKafkaConsumer(**options, group_id=self.group_id,
+                                     enable_auto_commit=False)
+        try:
+            await committer.start()
+            committer.assign(list(todo))
+            await committer.commit(todo)
+        except KafkaError as exc:
+            log.warning("intake: legacy offsets not carried over (%r)", exc)
+            return
+        finally:
+            await committer.stop()
+        for tp, offset in sorted(todo.items()):
+            log.info("intake: %s[%d] starts at the legacy group's offset %d", tp.topic,
+                     tp.partition, offset)
 
     async def _send_all(self, producer: AIOKafkaProducer, result: Any) -> None:
         topic = self.settings.topics.validated
@@ -135,9 +138,10 @@ class BulkIntake:
             **options, acks="all", enable_idempotence=True, linger_ms=2,
             max_batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024)
         self._consumer = consumer
+        await self.carry_over()
         await consumer.start()
         await producer.start()
-        consumer.subscribe(pattern=settings.topics.loans_pattern, listener=_CarryOver(self))
+        consumer.subscribe(pattern=settings.topics.loans_pattern)
         delay = 0.5
         try:
             while not self._stopping.is_set():
