@@ -16,7 +16,8 @@ What one request does, in this order:
    ``borrower_hash = sha256(pseudonym)``, so neither the id nor the pseudonym is kept.
 
 Answers: 200 ``{"request_id", "tables", "rows_before", "consent_keys"}``; 400
-``invalid_borrower_id`` / ``invalid_json``; 401 without a known token; 503 when ClickHouse or
+``invalid_borrower_id`` / ``invalid_json``; 401 without a known token, 403 without scope ``erasure``
+(:mod:`consumers.api.auth`: nothing is read nor erased); 503 when ClickHouse or
 Redis did not answer. The request is idempotent: repeat it after a 503.
 
 Not covered, and why:
@@ -47,13 +48,14 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from consumers.api.auth import authorizer
 from consumers.clickhouse.client import ClickHouse
 from consumers.clickhouse.errors import ClickHouseError
 from schemas.national_id import normalise
 from streams.consent_store import ConsentStore
 from streams.pseudonym import Pseudonymiser
 from streams.redis_client import connect_redis
-from streams.settings import Settings
+from streams.settings import Scope, Settings
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +104,7 @@ class ErasureHandler:
             await self._redis.aclose()
 
     async def handle(self, request: web.Request) -> web.Response:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        institution = (self._settings.institution_tokens.get(token.strip())
-                       if scheme.lower() == "bearer" else None)
-        if institution is None:
-            return web.json_response({"error": "unauthorized"}, status=401,
-                                     headers={"WWW-Authenticate": "Bearer"})
+        institution = authorizer(request.app, self._settings).require(request, Scope.ERASURE)
         try:
             body = json.loads(await request.read())
         except (ValueError, UnicodeDecodeError):
