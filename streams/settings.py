@@ -95,6 +95,14 @@ def parse_api_tokens(raw: str) -> dict[str, TokenGrant]:
     return grants
 
 
+def api_grants(raw: str, mode: str) -> dict[str, TokenGrant]:
+    """The grants of ``API_TOKENS`` = ``raw`` in ``REGISTRY_MODE`` = ``mode``: empty in local
+    mode is the local dev token with every scope; otherwise :func:`parse_api_tokens`."""
+    if not raw.strip() and mode == "local":
+        return {LOCAL_DEV_TOKEN: TokenGrant(LOCAL_DEV_INSTITUTION, frozenset(Scope))}
+    return parse_api_tokens(raw)
+
+
 class Settings(BaseSettings):
     """Typed configuration; field ``foo_bar`` is read from the variable ``FOO_BAR``."""
 
@@ -261,10 +269,7 @@ class Settings(BaseSettings):
     def api_grants(self) -> dict[str, TokenGrant]:
         """Token -> :class:`TokenGrant`. Empty outside local mode means every request gets 401;
         empty in local mode means the local dev token with every scope."""
-        raw = self.api_tokens.get_secret_value()
-        if not raw.strip() and self.registry_mode == "local":
-            return {LOCAL_DEV_TOKEN: TokenGrant(LOCAL_DEV_INSTITUTION, frozenset(Scope))}
-        return parse_api_tokens(raw)
+        return api_grants(self.api_tokens.get_secret_value(), self.registry_mode)
 
     @property
     def institution_tokens(self) -> dict[str, str]:

@@ -21,11 +21,12 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from functools import lru_cache
 
 from aiohttp import web
 
 from consumers.metrics import METRICS
-from streams.settings import Scope, Settings, TokenGrant
+from streams.settings import Scope, Settings, TokenGrant, api_grants
 
 security_log = logging.getLogger("registry.security")
 
@@ -46,11 +47,11 @@ def bearer_token(request: web.Request) -> str | None:
 
 
 class Authorizer:
-    """Holds the parsed ``API_TOKENS`` of one application (parsed once, at construction)."""
+    """Holds the parsed token grants (parsed once, see :func:`authorizer`)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, grants: dict[str, TokenGrant]) -> None:
         self._grants: dict[bytes, TokenGrant] = {
-            token.encode(): grant for token, grant in settings.api_grants.items()}
+            token.encode(): grant for token, grant in grants.items()}
 
     def _grant(self, token: str | None) -> TokenGrant | None:
         if not token:
@@ -87,11 +88,11 @@ class Authorizer:
             reason, request.method, name, scope, institution or "-", request.remote or "-")
 
 
-AUTHORIZER_KEY = web.AppKey("authorizer", Authorizer)
+@lru_cache(maxsize=16)
+def _authorizer(raw_tokens: str, mode: str) -> Authorizer:
+    return Authorizer(api_grants(raw_tokens, mode))
 
 
-def authorizer(app: web.Application, settings: Settings) -> Authorizer:
-    """The application's single :class:`Authorizer` (created on first use)."""
-    if AUTHORIZER_KEY not in app:
-        app[AUTHORIZER_KEY] = Authorizer(settings)
-    return app[AUTHORIZER_KEY]
+def authorizer(settings: Settings) -> Authorizer:
+    """The :class:`Authorizer` of ``settings``' ``API_TOKENS`` (parsed once per distinct list)."""
+    return _authorizer(settings.api_tokens.get_secret_value(), settings.registry_mode)

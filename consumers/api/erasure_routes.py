@@ -104,7 +104,7 @@ class ErasureHandler:
             await self._redis.aclose()
 
     async def handle(self, request: web.Request) -> web.Response:
-        institution = authorizer(request.app, self._settings).require(request, Scope.ERASURE)
+        institution = authorizer(self._settings).require(request, Scope.ERASURE)
         try:
             body = json.loads(await request.read())
         except (ValueError, UnicodeDecodeError):

@@ -83,7 +83,7 @@ class FrequencyHandler:
 
     async def handle(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
-        institution = authorizer(request.app, self._settings).require(request, Scope.FREQUENCY)
+        institution = authorizer(self._settings).require(request, Scope.FREQUENCY)
         try:
             borrower_id, window_days, purpose = _parse(await request.read())
         except _Problem as problem:
