@@ -16,7 +16,7 @@ The promises this module keeps, which the exactness tests check:
   the same event (a replay after a crash, or an upstream re-forward) is recognised and not
   counted again; the bucket's current absolute state is re-emitted instead, which is harmless
   because rows are versioned and ClickHouse keeps the highest version.
-* Versions are positions in ``registry.admitted`` (``offset * 65536 + index in batch``), so
+* Versions are positions in ``registry.validated`` (``offset * 65536 + index in batch``), so
   the row emitted after an event always outranks rows emitted before it.
 
 Hour buckets leave state ``hourly_state_hours`` after their end (stream time); day buckets

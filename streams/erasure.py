@@ -26,13 +26,18 @@ def _add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "without the id or its pseudonym is kept. Exit 1 if refused, 2 if the worker is "
         "unreachable or failing.",
     )
-    parser.add_argument("--borrower", required=True, metavar="ID",
-                        help="the borrower's national id")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--borrower", metavar="ID", help="the borrower's national id")
+    which.add_argument("--status", metavar="REQUEST_ID",
+                       help="follow an earlier erasure request (answered 202: pending)")
     _add_url(parser, token=True)
     return parser
 
 
 def render(answer: dict[str, Any]) -> str:
+    if answer.get("status") == "pending":
+        return (f"erasure pending (request {answer.get('request_id')}): follow it with "
+                f"`registry erase --status {answer.get('request_id')}`")
     tables = ", ".join(answer.get("tables") or []) or "-"
     return (f"erased: {answer.get('rows_before')} rows in {tables}; "
             f"{answer.get('consent_keys')} consent keys (request {answer.get('request_id')})")
@@ -42,6 +47,9 @@ def _run(args: argparse.Namespace) -> int:
     settings = get_settings()
     base = (args.url or _default_url(settings)).rstrip("/")
     token = args.token or _default_token(settings)
+    if args.status:
+        return _call_worker("erase", args, "GET", f"{base}/api/v1/erasure/{args.status}",
+                            render, token=token)
     return _call_worker("erase", args, "POST", f"{base}/api/v1/erasure", render,
                         token=token, body={"borrower_id": args.borrower})
 

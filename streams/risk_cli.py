@@ -113,7 +113,7 @@ def _call_worker(
     except _Unreachable as exc:
         return _fail(command, f"cannot reach the worker at {base} ({exc}); is "
                      "`registry worker` running?", EXIT_UNREACHABLE)
-    if status != 200:
+    if status not in (200, 202):
         code = EXIT_REFUSED if 400 <= status < 500 else EXIT_UNREACHABLE
         return _fail(command, _error_of(status, payload), code)
     print(json.dumps(payload, indent=2) if args.json else render(payload))

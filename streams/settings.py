@@ -209,6 +209,10 @@ class Settings(BaseSettings):
     fault_clickhouse_down_for_s: float = Field(
         0, ge=0, description="TEST ONLY: ... for this many seconds (0 = never).",
     )
+    fault_kill_during_erasure: bool = Field(
+        False, description="TEST ONLY: the worker SIGKILLs itself in the middle of an erasure "
+        "(after deleting from the first table).",
+    )
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
@@ -222,6 +226,7 @@ class Settings(BaseSettings):
         if self.registry_mode == "production" and (
             self.fault_kill_after_insert_cycles or self.test_disable_dedup
             or self.fault_clickhouse_down_for_s or self.fault_clickhouse_down_after_s
+            or self.fault_kill_during_erasure
         ):
             raise SettingsError("test-only switches are refused in production mode")
         if self.hourly_state_hours > self.grace_hours:
