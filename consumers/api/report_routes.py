@@ -215,6 +215,7 @@ def render_report_html(report: dict[str, Any]) -> str:
     parts.append(_table(["at", "institution", "rows erased", "tables", "request"],
                         [[x["erased_at"], x["institution"], x["rows_before"],
                           ", ".join(x["tables"]), x["request_id"]] for x in erasures], {2}))
+    parts.append("<p><a href=\"/subject-report\">Another report</a></p>")
     return "".join(parts)
 
 

@@ -307,7 +307,7 @@ async def test_scopes_guard_erasure_and_the_report_lists_everything(
                                    capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert person not in done.stdout
-    print(done.stdout)
+    print(f"[subject report] CLI table:\n{done.stdout}")
     assert "events (3)" in done.stdout and "consents (2 lenders)" in done.stdout
     assert "inquiries (7)" in done.stdout and "erasures (0)" in done.stdout
     done = await asyncio.to_thread(subprocess.run, [*cli, "--token", TOK_A], env=env, cwd=REPO,
