@@ -58,6 +58,7 @@ from streams.intake.validate import Validator
 from streams.pseudonym import Pseudonymiser
 from streams.redis_client import connect_redis
 from streams.settings import Settings
+from streams.state_cache import StateCache
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ class RegistryStreams:
         self._alert_codec = codec_for(ALERT_SCHEMA)
         self._rejection_codec = codec_for(REJECTION)
         self._state_codec = StateCodec()
+        self.state_cache = StateCache(settings.state_cache_borrowers)
         pseudonymise = Pseudonymiser(settings.pseudonym_key_bytes)
         limits = ValidationLimits.from_settings(settings)
         consent_store = ConsentStore(self._redis, settings.redis_prefix)
@@ -210,6 +212,7 @@ class RegistryStreams:
     async def _erase(self, partition: int, offset: int, command: dict[str, Any]) -> None:
         """Delete a borrower's state (tombstone) and forward the erasure to the sink."""
         key = command["borrower"].encode()
+        self.state_cache.forget(key)
         if self.table.get(key) is not None:
             del self.table[key]
         item = {"kind": "erase", "borrower": command["borrower"],
@@ -227,7 +230,7 @@ class RegistryStreams:
 
         @app.agent(self.validated, name="borrowers")
         async def borrowers_agent(stream: Any) -> None:
-            table, codec = self.table, self._state_codec
+            table, codec, cache = self.table, self._state_codec, self.state_cache
             async for event in stream.events():
                 msg = event.message
                 self.last_progress = time.monotonic()
@@ -244,7 +247,7 @@ class RegistryStreams:
                     continue
                 items, states, _, alerts = self.aggregator.process(
                     msg.partition, msg.offset, [ev for _, ev in decided.admitted],
-                    lambda b: codec.load(table.get(b.encode())),
+                    lambda b: cache.load(b.encode(), table.get(b.encode()), codec.load),
                     indices=[i for i, _ in decided.admitted],
                 )
                 await self.activity.send(
@@ -259,7 +262,9 @@ class RegistryStreams:
                     if not alert.reemitted:
                         METRICS.alerts.inc(alert.rule)
                 for borrower, state in states.items():
-                    table[borrower.encode()] = codec.dump(state)
+                    key, raw = borrower.encode(), codec.dump(state)
+                    table[key] = raw
+                    cache.store(key, raw, state)
 
         @app.timer(LIVENESS_INTERVAL_S)
         async def liveness() -> None:

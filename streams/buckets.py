@@ -101,7 +101,7 @@ class Bucket:
             "defaults": self.defaults,
             "lenders": sorted(self.lenders),
             "last_draw_at_ms": self.last_draw_at_ms,
-            "seen": sorted(self.seen) if self.daily else [],
+            "seen": list(self.seen) if self.daily else [],
         }
 
     @classmethod

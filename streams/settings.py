@@ -156,7 +156,11 @@ class Settings(BaseSettings):
     max_amount: Decimal = Field(Decimal("10000000.00"), description="Largest accepted amount.")
     dedup_ttl_days: int = Field(90, ge=1, description="How long an event id is remembered.")
     max_record_bytes: int = Field(16384, ge=256, description="Larger input records are rejected.")
-    admission_batch: int = Field(2000, ge=1, description="Events decided per consent round trip.")
+    admission_batch: int = Field(
+        2000, ge=1, description="Lender records per bulk read (and per consent round trip).")
+    state_cache_borrowers: int = Field(
+        100_000, ge=0, description="Decoded borrower states the stream agent keeps between "
+        "batch records (0 = none); the table stays the source of truth.")
 
     # --- velocity alerts (topic registry.alerts; 0 switches a rule off) -----------------------
     alert_draws_24h: int = Field(
