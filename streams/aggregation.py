@@ -105,12 +105,15 @@ class Aggregator:
         stream_time = self._stream_time.get(partition, 0)
         for n, ev in enumerate(events):
             index = n if indices is None else indices[n]
-            version = VERSION_BASE + offset * VERSION_STRIDE + index
             borrower = ev["borrower"]
             stream_time = max(stream_time, ev["occurred_at_ms"])
             state = states.get(borrower)
             if state is None:
                 state = states[borrower] = load(borrower)
+            # the record's position, or one above the borrower's newest row if that is higher
+            # (older records re-delivered after newer ones must still produce newer rows)
+            version = max(VERSION_BASE + offset * VERSION_STRIDE + index, state.last_version + 1)
+            state.last_version = version
             self._policy.evict(state, stream_time)
             out = self._policy.apply(state, ev, version)
             item = {f: ev[f] for f in _LEDGER_FIELDS}

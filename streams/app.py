@@ -63,7 +63,7 @@ from streams.state_cache import StateCache
 log = logging.getLogger(__name__)
 
 LIVENESS_INTERVAL_S = 5.0
-STALL_RESTART_S = 60.0
+STALL_RESTART_S = 20.0
 ACTIVITY_BATCH = "registry.internal.ActivityBatch"
 
 
@@ -273,8 +273,8 @@ class RegistryStreams:
             A faust-streaming worker was seen to freeze after a restart (alive, partitions
             assigned, lag never moving): its per-partition bookkeeping (logged at the stall)
             showed the first records after the committed offset never acked. First remedy
-            after 60 s: seek those partitions back to their committed offsets, so the records
-            are delivered again. If that does not help within another 60 s, re-exec this
+            after 20 s: seek those partitions back to their committed offsets, so the records
+            are delivered again. If that does not help within another 20 s, re-exec this
             process (as abrupt as a crash, which the kill tests prove exact). Every step is
             replay-safe. Waiting on Redis counts as progress, so a Redis outage does not loop.
             """

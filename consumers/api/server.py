@@ -21,7 +21,7 @@ from streams.settings import Settings
 def build_app(settings: Settings, ch: ClickHouse, monitor: LagMonitor,
               as_of_ms: object = None) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
-    add_ops_routes(app, monitor=monitor, metrics=METRICS)
+    add_ops_routes(app, monitor=monitor, metrics=METRICS, as_of_ms=as_of_ms)
     add_frequency_routes(app, settings=settings, ch=ch, as_of_ms=as_of_ms)
     add_erasure_routes(app, settings=settings, ch=ch)
     add_report_routes(app, settings=settings, ch=ch)
