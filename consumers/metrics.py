@@ -287,6 +287,10 @@ class Metrics(Registry):
         self.security_lender_mismatch = r(Counter(
             "registry_security_lender_mismatch_total",
             "Events whose lender_id differs from the lender owning the topic.", ["lender"]))
+        self.security_api_denied = r(Counter(
+            "registry_security_api_denied_total", "Risk API requests refused: reason "
+            "unauthorized (401, unknown or no token) or forbidden (403, scope missing).",
+            ["route", "reason"]))
         self.consent_records = r(Counter(
             "registry_consent_records_total", "Consent records applied, by action.",
             ["lender", "action"]))

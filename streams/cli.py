@@ -26,6 +26,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("lag", "streams.risk_cli:LAG"),
     ("lender", "streams.lender_admin:LENDER"),
     ("erase", "streams.erasure:ERASE"),
+    ("report", "streams.report_cli:REPORT"),
 ]
 
 

@@ -19,10 +19,12 @@ What one request does, in this order:
    ``GET /api/v1/erasure/{request_id}`` (or ``registry erase --status``) follows it.
 
 Answers: 200 ``{"request_id", "status": "done", "tables", "rows_before", "consent_keys"}``,
-202 pending; 400 ``invalid_borrower_id`` / ``invalid_json``; 401 without a known token; 503
-``redis_unavailable`` / ``kafka_unavailable`` (nothing was sent: repeat the request, it is
-idempotent). A command that was sent is never lost: if a worker dies half-way, the command is
-replayed from Kafka when the partition is taken over, and deleting again changes nothing.
+202 pending; 400 ``invalid_borrower_id`` / ``invalid_json``; 401 without a known token, 403
+without scope ``erasure`` (:mod:`consumers.api.auth`; nothing is read nor erased; the status
+route needs the same scope); 503 ``redis_unavailable`` / ``kafka_unavailable`` (nothing was
+sent: repeat the request, it is idempotent). A command that was sent is never lost: if a
+worker dies half-way, the command is replayed from Kafka when the partition is taken over, and
+deleting again changes nothing.
 
 Not covered, and why: de-duplication marks hold hashed ``(lender, event id)`` pairs and
 source positions, no borrower data; ``registry.validated``, ``registry.activity`` and
@@ -44,6 +46,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
+from consumers.api.auth import authorizer
 from consumers.clickhouse.client import ClickHouse
 from consumers.clickhouse.erasure import erasure_status
 from consumers.clickhouse.errors import ClickHouseError
@@ -52,7 +55,7 @@ from schemas.national_id import normalise
 from streams.consent_store import ConsentStore
 from streams.pseudonym import Pseudonymiser, partition_of
 from streams.redis_client import connect_redis
-from streams.settings import Settings
+from streams.settings import Scope, Settings
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +101,6 @@ class ErasureHandler:
         if self._producer is not None:
             await self._producer.stop()
 
-    def _institution(self, request: web.Request) -> str | None:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        return (self._settings.institution_tokens.get(token.strip())
-                if scheme.lower() == "bearer" else None)
-
     async def _status(self, request_id: str) -> dict[str, Any] | None:
         done = await asyncio.to_thread(erasure_status, self._ch, request_id)
         if done is None:
@@ -111,10 +109,7 @@ class ErasureHandler:
                 "rows_before": done["rows_before"]}
 
     async def handle(self, request: web.Request) -> web.Response:
-        institution = self._institution(request)
-        if institution is None:
-            return web.json_response({"error": "unauthorized"}, status=401,
-                                     headers={"WWW-Authenticate": "Bearer"})
+        institution = authorizer(self._settings).require(request, Scope.ERASURE)
         try:
             body = json.loads(await request.read())
         except (ValueError, UnicodeDecodeError):
@@ -159,9 +154,7 @@ class ErasureHandler:
             await asyncio.sleep(0.2)
 
     async def status(self, request: web.Request) -> web.Response:
-        if self._institution(request) is None:
-            return web.json_response({"error": "unauthorized"}, status=401,
-                                     headers={"WWW-Authenticate": "Bearer"})
+        authorizer(self._settings).require(request, Scope.ERASURE)
         request_id = request.match_info["request_id"][:64]
         try:
             done = await self._status(request_id)

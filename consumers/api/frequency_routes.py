@@ -10,6 +10,8 @@ Answers:
 * 200 — :meth:`FrequencyAnswer.to_json` (an unknown borrower answers with zeros).
 * 400 — ``{"error": CODE, "detail": "..."}`` with CODE one of :class:`BadRequest`.
 * 401 — ``{"error": "unauthorized"}``: missing or unknown token.
+* 403 — ``{"error": "forbidden", ...}``: the token lacks scope ``frequency``
+  (:mod:`consumers.api.auth`).
 * 503 — ``{"error": "clickhouse_unavailable"}``: ClickHouse did not answer.
 
 Order of work: the inquiry is recorded FIRST, then the answer is computed, so every access is
@@ -30,6 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
+from consumers.api.auth import authorizer
 from consumers.clickhouse.client import ClickHouse
 from consumers.clickhouse.errors import ClickHouseError
 from consumers.metrics import METRICS
@@ -38,7 +41,7 @@ from consumers.risk.inquiries import record_inquiry
 from schemas.national_id import normalise
 from streams.calendar import local_today
 from streams.pseudonym import Pseudonymiser
-from streams.settings import Settings
+from streams.settings import Scope, Settings
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +81,9 @@ class FrequencyHandler:
         self._pseudonymise = Pseudonymiser(settings.pseudonym_key_bytes)
         self._tz = settings.tz
 
-    def _institution(self, request: web.Request) -> str | None:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return None
-        return self._settings.institution_tokens.get(token.strip())
-
     async def handle(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
-        institution = self._institution(request)
-        if institution is None:
-            return web.json_response({"error": "unauthorized"}, status=401,
-                                     headers={"WWW-Authenticate": "Bearer"})
+        institution = authorizer(self._settings).require(request, Scope.FREQUENCY)
         try:
             borrower_id, window_days, purpose = _parse(await request.read())
         except _Problem as problem:

@@ -26,6 +26,7 @@ README_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "registry_events_admitted_total": ("counter", ("lender",)),
     "registry_events_rejected_total": ("counter", ("lender", "reason")),
     "registry_security_lender_mismatch_total": ("counter", ("lender",)),
+    "registry_security_api_denied_total": ("counter", ("route", "reason")),
     "registry_consent_records_total": ("counter", ("lender", "action")),
     "registry_alerts_total": ("counter", ("rule",)),
     "registry_sink_rows_total": ("counter", ("table",)),
