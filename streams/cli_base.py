@@ -70,6 +70,18 @@ def fail(command: str, message: str, code: ExitCode) -> int:
     return int(code)
 
 
+def lender_problem(lender_id: str) -> str | None:
+    """Why ``lender_id`` is not a valid lender id, without repeating it (a user may paste a
+    national id there by mistake); None when it is valid."""
+    from schemas.topics import LENDER_ID_PATTERN, InvalidLenderId, check_lender_id
+
+    try:
+        check_lender_id(lender_id)
+    except InvalidLenderId:
+        return f"the lender id must match {LENDER_ID_PATTERN} (lower case, digits, - _)"
+    return None
+
+
 def ascii_int(text: str) -> int:
     """An ``argparse`` type: a base-10 integer in ASCII digits (``int()`` would also take
     full-width or other Unicode digits). Raises ``ArgumentTypeError``."""

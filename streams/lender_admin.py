@@ -33,7 +33,7 @@ import secrets
 from typing import Any
 
 from schemas.topics import InvalidLenderId, check_lender_id
-from streams.cli_base import ExitCode, SubCommand, fail
+from streams.cli_base import ExitCode, SubCommand, fail, lender_problem
 from streams.kafka_security import (
     Acl,
     Operation,
@@ -131,8 +131,8 @@ def _run(args: argparse.Namespace) -> int:
         else:
             user = args.user
             acls = asyncio.run(init_worker(settings, password, user))
-    except InvalidLenderId as exc:
-        return _usage(str(exc))
+    except InvalidLenderId:
+        return _usage(lender_problem(args.lender) or "invalid lender id")
     except (SecurityAdminError, TopicAdminError) as exc:
         denied = "authoriz" in str(exc).lower() or "denied" in str(exc).lower()
         return fail("lender", str(exc), ExitCode.NO_PERM if denied else ExitCode.UNAVAILABLE)

@@ -16,8 +16,9 @@ What one request does, in this order:
    ``borrower_hash = sha256(pseudonym)``, so neither the id nor the pseudonym is kept.
 
 Answers: 200 ``{"request_id", "tables", "rows_before", "consent_keys"}``; 400
-``invalid_borrower_id`` / ``invalid_json``; 401 without a known token; 503 when ClickHouse or
-Redis did not answer. The request is idempotent: repeat it after a 503.
+``{"error": "invalid_borrower_id" | "invalid_json", "detail": ...}`` (body rules, including
+unknown fields and nesting: :mod:`consumers.api.body`); 401 without a known token; 503 when
+ClickHouse or Redis did not answer. The request is idempotent: repeat it after a 503.
 
 Not covered, and why:
 
@@ -38,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -47,9 +47,9 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from consumers.api.body import BodyError, parse_erasure_body
 from consumers.clickhouse.client import ClickHouse
 from consumers.clickhouse.errors import ClickHouseError
-from schemas.national_id import normalise
 from streams.consent_store import ConsentStore
 from streams.pseudonym import Pseudonymiser
 from streams.redis_client import connect_redis
@@ -109,17 +109,10 @@ class ErasureHandler:
             return web.json_response({"error": "unauthorized"}, status=401,
                                      headers={"WWW-Authenticate": "Bearer"})
         try:
-            body = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError):
-            return web.json_response({"error": "invalid_json"}, status=400)
-        raw_id = body.get("borrower_id") if isinstance(body, dict) else None
-        try:
-            if not isinstance(raw_id, str):
-                raise ValueError("borrower_id must be a string")
-            borrower = self._pseudonymise(normalise(raw_id.strip()))
-        except ValueError:
-            return web.json_response({"error": "invalid_borrower_id"}, status=400)
-        del raw_id, body
+            borrower = self._pseudonymise(parse_erasure_body(await request.read()))
+        except BodyError as problem:
+            return web.json_response({"error": str(problem.code), "detail": problem.detail},
+                                     status=400)
         request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
         try:
             consent_keys = await self._consent().erase(borrower)

@@ -41,14 +41,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from schemas.reasons import RejectReason
 from schemas.records import LoanEvent, format_timestamp
-from schemas.topics import InvalidLenderId, check_lender_id
 from schemas.validation import (
     ValidationError,
     ValidationLimits,
     parse_consent_json,
     parse_loan_json,
 )
-from streams.cli_base import ExitCode, fail
+from streams.cli_base import ExitCode, fail, lender_problem
 from streams.cli_base import SubCommand as SubCommand  # re-exported for older imports
 
 if TYPE_CHECKING:
@@ -235,10 +234,12 @@ def _add_publish_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _run_publish(args: argparse.Namespace) -> int:
+    problem = lender_problem(args.lender)
+    if problem is not None:
+        return fail("publish", problem, ExitCode.USAGE)
     try:
-        check_lender_id(args.lender)
         encoding = check_encoding(args.encoding)
-    except (InvalidLenderId, ValueError) as exc:
+    except ValueError as exc:
         return fail("publish", str(exc), ExitCode.USAGE)
     from streams.settings import get_settings
 
@@ -309,10 +310,9 @@ def consent_record(args: argparse.Namespace, *, now_ms: int, limits: ValidationL
     """The validated :class:`~schemas.records.ConsentRecord` of ``registry consent``'s
     arguments (``action``, ``lender``, ``borrower``, ``at``, ``reference``), or a
     :class:`Rejected` with the reason (an invalid lender id is MALFORMED). Never raises."""
-    try:
-        check_lender_id(args.lender)
-    except InvalidLenderId as exc:
-        return Rejected(RejectReason.MALFORMED, str(exc))
+    problem = lender_problem(args.lender)
+    if problem is not None:
+        return Rejected(RejectReason.MALFORMED, problem)
     obj: dict[str, Any] = {
         "lender_id": args.lender,
         "borrower_id": args.borrower,
@@ -329,10 +329,9 @@ def consent_record(args: argparse.Namespace, *, now_ms: int, limits: ValidationL
 
 
 def _run_consent(args: argparse.Namespace) -> int:
-    try:
-        check_lender_id(args.lender)
-    except InvalidLenderId as exc:
-        return fail("consent", str(exc), ExitCode.USAGE)
+    problem = lender_problem(args.lender)
+    if problem is not None:
+        return fail("consent", problem, ExitCode.USAGE)
     from streams.settings import get_settings
 
     settings = get_settings()
