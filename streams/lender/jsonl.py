@@ -187,8 +187,8 @@ async def publish_jsonl(
             if bar is None:
                 print(message, file=errors)
             else:
-                write(bar, message, errors)
                 bar.set_postfix_str(f"rejected {rejected}", refresh=False)
+                write(bar, message, errors)  # redraws the bar, with the new count
         if bar is not None:
             bar.update(1)
     await publisher.flush()

@@ -3,8 +3,10 @@ every bad line is named with its reason, and the topic holds exactly the good ev
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import pty
 import random
 import subprocess
 import sys
@@ -330,3 +332,46 @@ async def test_whitespace_around_the_national_id_is_one_rule_for_publish_and_con
     assert done.returncode == 0, done.stderr
     (consent,) = await read_topic(settings, settings.topics.consent(LENDER))
     assert codec_for(CONSENT_RECORD).decode(consent.value)["borrower_id"] == borrower.upper()
+
+
+# --- issue 17, item 6: progress on a terminal, quiet in a pipe --------------------------------
+
+
+async def test_publish_draws_progress_on_a_terminal_and_nothing_in_a_pipe(
+    settings: Settings, tmp_path: Path
+) -> None:
+    rng = random.Random(28)
+    path = tmp_path / "many.jsonl"
+    lines = [loan_line(rng, f"many-{n}") for n in range(500)]
+    lines[100] = "not json"
+    path.write_text("\n".join(lines) + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
+    env |= {"KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "KAFKA_NAMESPACE": settings.kafka_namespace, "COLUMNS": "120"}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "publish", "--lender",
+                             LENDER, str(path)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=slave)
+    os.close(slave)
+    terminal = b""
+    while True:
+        try:
+            chunk = await asyncio.to_thread(os.read, master, 65536)
+        except OSError:  # EIO: the child closed its end
+            break
+        if not chunk:
+            break
+        terminal += chunk
+    os.close(master)
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 65
+    assert stdout.decode().strip() == "published 499, rejected 1"  # the summary stays
+    drawn = terminal.decode(errors="replace")
+    assert "line 101: MALFORMED: not valid JSON" in drawn
+    assert "publish:" in drawn and "/500" in drawn and "rec" in drawn  # count of a known total
+    assert "rejected 1" in drawn
+
+    done = cli(settings, "publish", "--lender", LENDER, str(path))  # a pipe: no bar
+    assert done.returncode == 65
+    assert done.stderr.splitlines() == ["line 101: MALFORMED: not valid JSON (Expecting "
+                                        "value: line 1 column 1)"]
