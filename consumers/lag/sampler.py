@@ -174,7 +174,7 @@ class LagSampler:
         self._ts_cache = {k: v for k, v in self._ts_cache.items() if k in wanted}
 
         groups = {
-            group: self._group_lag(group, committed[group], ends, members.get(group),
+            group: self._group_lag(group, committed[group], starts, ends, members.get(group),
                                    states.get(group, "Unknown"), now_ms)
             for group in group_ids
         }

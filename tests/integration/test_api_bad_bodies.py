@@ -21,6 +21,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from consumers.api.server import build_app
 from consumers.clickhouse.client import ClickHouse
@@ -39,7 +40,7 @@ IDS = [generate(random.Random(1300 + n)) for n in range(4)]
 @pytest.fixture
 async def api(settings: Settings, clickhouse: ClickHouse) -> AsyncIterator[TestClient]:
     app_settings = settings.model_copy(update={
-        "clickhouse_database": clickhouse.database, "api_tokens": "bank-a:tok"})
+        "clickhouse_database": clickhouse.database, "api_tokens": SecretStr("bank-a:tok")})
     app = build_app(app_settings, clickhouse, LagMonitor(app_settings))
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         yield client

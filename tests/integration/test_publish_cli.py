@@ -4,12 +4,15 @@ every bad line is named with its reason, and the topic holds exactly the good ev
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import pty
 import random
+import struct
 import subprocess
 import sys
+import termios
 import time
 from datetime import datetime
 from pathlib import Path
@@ -349,6 +352,7 @@ async def test_publish_draws_progress_on_a_terminal_and_nothing_in_a_pipe(
     env |= {"KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
             "KAFKA_NAMESPACE": settings.kafka_namespace, "COLUMNS": "120"}
     master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a real size
     proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "publish", "--lender",
                              LENDER, str(path)], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=slave)
