@@ -97,3 +97,10 @@ def test_bad_arguments_and_unreachable_services(args: list[str], code: ExitCode,
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("registry"), done.stderr
     assert ID[:14] not in done.stderr and ID.lower()[:14] not in done.stderr
+
+
+def test_every_subcommand_has_cases_here() -> None:
+    from streams.cli import COMMANDS
+
+    covered = {args[0] for args, _ in CASES if args and not args[0].startswith("-")}
+    assert {name for name, _, _ in COMMANDS} <= covered
