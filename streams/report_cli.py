@@ -17,9 +17,8 @@ import argparse
 import os
 from typing import Any
 
-from streams.lender.jsonl import SubCommand
-from streams.risk_cli import _add_url, _call_worker, _default_url
-from streams.settings import Scope, get_settings
+from streams.cli_base import SubCommand
+from streams.risk_cli import _add_url, _call_worker, _default_url, _normalised_id
 
 
 def _add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -74,12 +73,17 @@ def render_report(report: dict[str, Any]) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from streams.settings import Scope, get_settings
+
+    borrower_id = _normalised_id("report", args.borrower_id)
+    if isinstance(borrower_id, int):
+        return borrower_id
     settings = get_settings()
     base = (args.url or _default_url(settings)).rstrip("/")
     token = (args.token or os.environ.get("REGISTRY_API_TOKEN")
              or settings.token_with_scope(Scope.SUBJECT_REPORT))
     return _call_worker("report", args, "POST", f"{base}/api/v1/subject-report", render_report,
-                        token=token, body={"borrower_id": args.borrower_id})
+                        token=token, body={"borrower_id": borrower_id})
 
 
 REPORT = SubCommand(_add_parser, _run)

@@ -18,13 +18,14 @@ What one request does, in this order:
    erased, or 202 ``{"request_id", "status": "pending"}`` if the pipeline is behind;
    ``GET /api/v1/erasure/{request_id}`` (or ``registry erase --status``) follows it.
 
-Answers: 200 ``{"request_id", "status": "done", "tables", "rows_before", "consent_keys"}``,
-202 pending; 400 ``invalid_borrower_id`` / ``invalid_json``; 401 without a known token, 403
+Answers: 200 ``{"request_id", "status": "done", "tables", "rows_before", "consent_keys"}``, 202
+pending; 400 ``{"error": "invalid_borrower_id" | "invalid_json", "detail": ...}`` (body rules,
+including unknown fields and nesting: :mod:`consumers.api.body`); 401 without a known token, 403
 without scope ``erasure`` (:mod:`consumers.api.auth`; nothing is read nor erased; the status
 route needs the same scope); 503 ``redis_unavailable`` / ``kafka_unavailable`` (nothing was
-sent: repeat the request, it is idempotent). A command that was sent is never lost: if a
-worker dies half-way, the command is replayed from Kafka when the partition is taken over, and
-deleting again changes nothing.
+sent: repeat the request, it is idempotent). A command that was sent is never lost: if a worker
+dies half-way, the command is replayed from Kafka when the partition is taken over, and deleting
+again changes nothing.
 
 Not covered, and why: de-duplication marks hold hashed ``(lender, event id)`` pairs and
 source positions, no borrower data; ``registry.validated``, ``registry.activity`` and
@@ -35,7 +36,6 @@ national id, until their retention deletes them (see the README's privacy sectio
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -47,11 +47,11 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from consumers.api.auth import authorizer
+from consumers.api.body import BodyError, parse_erasure_body
 from consumers.clickhouse.client import ClickHouse
 from consumers.clickhouse.erasure import erasure_status
 from consumers.clickhouse.errors import ClickHouseError
 from schemas.codec import codec_for
-from schemas.national_id import normalise
 from streams.consent_store import ConsentStore
 from streams.pseudonym import Pseudonymiser, partition_of
 from streams.redis_client import connect_redis
@@ -111,17 +111,10 @@ class ErasureHandler:
     async def handle(self, request: web.Request) -> web.Response:
         institution = authorizer(self._settings).require(request, Scope.ERASURE)
         try:
-            body = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError):
-            return web.json_response({"error": "invalid_json"}, status=400)
-        raw_id = body.get("borrower_id") if isinstance(body, dict) else None
-        try:
-            if not isinstance(raw_id, str):
-                raise ValueError("borrower_id must be a string")
-            borrower = self._pseudonymise(normalise(raw_id.strip()))
-        except ValueError:
-            return web.json_response({"error": "invalid_borrower_id"}, status=400)
-        del raw_id, body
+            borrower = self._pseudonymise(parse_erasure_body(await request.read()))
+        except BodyError as problem:
+            return web.json_response({"error": str(problem.code), "detail": problem.detail},
+                                     status=400)
         request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
         redis = self._redis_client()
         try:
