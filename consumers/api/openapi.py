@@ -363,11 +363,11 @@ OPENAPI: dict[str, Any] = {
                     "text/css": {"schema": {"type": "string"}},
                     "text/html": {"schema": {"type": "string"}},
                     "text/javascript": {"schema": {"type": "string"}},
+                    "application/javascript": {"schema": {"type": "string"}},
                     "text/markdown": {"schema": {"type": "string"}},
                     "application/octet-stream": {"schema": {"type": "string"}},
                 }},
-                "404": {"description": "No such file.", "content": {
-                    "text/plain": {"schema": {"type": "string"}}}},
+                "404": {"description": "No such file (empty body)."},
             },
         }},
         OPENAPI_PATH: {"get": {

@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from openapi_check import SEEN, checked, path_template
+from pydantic import SecretStr
 from services import free_port
 
 from consumers.api.openapi import OPENAPI
@@ -35,7 +36,7 @@ TOKEN = "t-openapi"
 
 def _app_settings(settings: Settings, clickhouse: ClickHouse, **update: object) -> Settings:
     return settings.model_copy(update={"clickhouse_database": clickhouse.database,
-                                       "api_tokens": f"bank-a:{TOKEN}", **update})
+                                       "api_tokens": SecretStr(f"bank-a:{TOKEN}"), **update})
 
 
 @pytest.fixture
