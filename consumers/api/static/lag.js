@@ -14,6 +14,7 @@
     "#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2",
     "#db2777", "#65a30d", "#4f46e5", "#b45309",
   ];
+  const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800];
   const SEVERITY = { OK: 0, ERROR: 1, WARN: 2, STALLED: 3, STOPPED: 4 };
   const state = { metric: "lag", last: null, rendered: false, chart: null, chartKey: "", colors: [], scale: "log" };
   const headlines = new Map();
@@ -179,7 +180,9 @@
         ? { distr: 4, asinh: 1, range: (u, min, max) => [0, decadeAbove(max)] }
         : { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       axes: [
-        { stroke: "#6b7280", grid: { stroke: "#eef0f3" } },
+        // whole seconds at least, labelled as wall-clock time
+        { stroke: "#6b7280", grid: { stroke: "#eef0f3" }, space: 70, incrs: TIME_STEPS,
+          values: (u, ticks) => ticks.map((t) => fmtTime(t * 1000)) },
         state.scale === "log"
           ? { stroke: "#6b7280", size: 70, values: (u, ticks) => ticks.map((v) => (v < 0 ? "" : unit(v))),
             grid: { stroke: "#eef0f3", filter: decadesOnly }, ticks: { show: false } }
