@@ -2,12 +2,17 @@
 
 * ``GET /metrics`` — the registry's metrics rendered by ``prometheus_client``: text format
   0.0.4, or OpenMetrics when the scraper's ``Accept`` asks for it.
-* ``GET /api/v1/lag`` — :meth:`LagMonitor.snapshot`: per group the status, per partition the
+* ``GET /api/v1/lag`` — :meth:`LagMonitor.snapshot`: per group the status, total lag in
+  messages and seconds, trend, totals over time and lag per lender; per partition the
   committed and end offsets, lag in messages and seconds, status and the recent history
   series; plus lender freshness. ``?points=N`` thins each series to at most N points
-  (default 180, at most 2000).
-* ``GET /lag`` — a self-contained dashboard (HTML, CSS and vanilla JS served from
-  ``/static/``; no CDN, no build step) that polls ``/api/v1/lag`` every 2 seconds.
+  (default 180, at most 2000); a ``points`` that is not an integer answers 400
+  ``{"error": "invalid_points"}``.
+* ``GET /lag`` — a self-contained dashboard (HTML, CSS and JS served from ``/static/``, the
+  chart library uPlot vendored in ``static/vendor/``; no CDN, no build step) that polls
+  ``/api/v1/lag`` every 2 seconds.
+
+Their shapes are in the OpenAPI document (:mod:`consumers.api.openapi`).
 
 None of these routes takes a national id or any borrower data, so they carry no
 authentication of their own; bind them to an operations network in production.
@@ -41,7 +46,8 @@ async def _lag_json(request: web.Request) -> web.Response:
     try:
         points = int(raw)
     except ValueError:
-        raise web.HTTPBadRequest(text="points must be an integer") from None
+        return web.json_response(
+            {"error": "invalid_points", "detail": "points must be an integer"}, status=400)
     points = max(2, min(points, MAX_POINTS))
     snapshot = request.app[MONITOR_KEY].snapshot(max_points=points)
     return web.json_response(snapshot, headers={"Cache-Control": "no-store"})

@@ -1,4 +1,7 @@
-"""The worker's HTTP front: risk API, metrics, lag dashboard.
+"""The worker's HTTP front: risk API, metrics, lag dashboard, OpenAPI document.
+
+Every route registered here is described in :mod:`consumers.api.openapi`
+(``GET /api/v1/openapi.json``); a unit test fails when one is missing.
 
 In embedded-ClickHouse mode it runs inside the worker that owns the chDB folder (one process per
 folder); against a ClickHouse server it can run standalone (``registry api``).
@@ -10,6 +13,7 @@ from aiohttp import web
 
 from consumers.api.erasure_routes import add_erasure_routes
 from consumers.api.frequency_routes import add_frequency_routes
+from consumers.api.openapi import add_openapi_route
 from consumers.api.ops_routes import add_ops_routes
 from consumers.api.report_routes import add_report_routes
 from consumers.clickhouse.client import ClickHouse
@@ -25,6 +29,7 @@ def build_app(settings: Settings, ch: ClickHouse, monitor: LagMonitor,
     add_frequency_routes(app, settings=settings, ch=ch, as_of_ms=as_of_ms)
     add_erasure_routes(app, settings=settings, ch=ch)
     add_report_routes(app, settings=settings, ch=ch)
+    add_openapi_route(app)
     return app
 
 

@@ -133,4 +133,5 @@ class LagMonitor:
         return snapshot_json(
             self._last, self._sampler.series, poll_seconds=self._settings.lag_poll_seconds,
             error=self.last_error, max_points=max_points,
+            lender_of=self._settings.topics.lender_of,
         )

@@ -3,7 +3,8 @@
 Two borrowers with known national ids: one drawing about once a month, one ten times a month.
 Their daily rows go into ``borrower_daily``; the answers must give back exactly what was
 inserted, every query must leave exactly one ``inquiries`` row, and tokens of two institutions
-must both be counted in ``inquiring_institutions``.
+must both be counted in ``inquiring_institutions``. Every answer (200, 400, 401) is checked
+against the OpenAPI document (``tests/openapi_check.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from openapi_check import checked
 
 from consumers.api.server import build_app
 from consumers.clickhouse.client import ClickHouse, connect
@@ -109,7 +111,7 @@ async def test_answers_match_inserted_rows(api: TestClient, world: dict) -> None
     response = await api.post("/api/v1/frequency", headers=_auth("ta"),
                               json={"borrower_id": ids["monthly"], "window_days": 30})
     assert response.status == 200, await response.text()
-    monthly = await response.json()
+    monthly = await checked(response)
     assert monthly["window_days"] == 30
     assert monthly["draws"] == 1 and monthly["draw_amount"] == "1500.00"
     assert monthly["distinct_lenders"] == 1 and monthly["active_days"] == 1
@@ -120,7 +122,7 @@ async def test_answers_match_inserted_rows(api: TestClient, world: dict) -> None
 
     response = await api.post("/api/v1/frequency", headers=_auth("ta"),
                               json={"borrower_id": ids["frequent"]})  # default window 30
-    frequent = await response.json()
+    frequent = await checked(response)
     assert frequent["window_days"] == 30 and len(frequent["daily"]) == 30
     assert frequent["draws"] == 10 and frequent["draw_amount"] == "2005.00"
     assert frequent["repayments"] == 1 and frequent["repaid_amount"] == "100.00"
@@ -131,14 +133,14 @@ async def test_answers_match_inserted_rows(api: TestClient, world: dict) -> None
 
     response = await api.post("/api/v1/frequency", headers=_auth("ta"),
                               json={"borrower_id": ids["monthly"], "window_days": 60})
-    assert (await response.json())["draws"] == 2
+    assert (await checked(response))["draws"] == 2
 
 
 async def test_unknown_borrower_is_zeros(api: TestClient, world: dict) -> None:
     response = await api.post("/api/v1/frequency", headers=_auth("tb"),
                               json={"borrower_id": world["ids"]["unknown"], "window_days": 7})
     assert response.status == 200
-    body = await response.json()
+    body = await checked(response)
     assert body["draws"] == body["repayments"] == body["distinct_lenders"] == 0
     assert body["draw_amount"] == "0.00" and body["last_draw_at"] is None
     assert len(body["daily"]) == 7 and all(d["draws"] == 0 for d in body["daily"])
@@ -151,7 +153,7 @@ async def test_unauthorized(api: TestClient, world: dict, headers: dict) -> None
     response = await api.post("/api/v1/frequency", headers=headers,
                               json={"borrower_id": world["ids"]["monthly"]})
     assert response.status == 401
-    assert await response.json() == {"error": "unauthorized"}
+    assert await checked(response) == {"error": "unauthorized"}
     assert METRICS.security_api_denied.value("/api/v1/frequency", "unauthorized") == denied + 1
 
 
@@ -165,7 +167,7 @@ async def test_token_without_the_scope_is_forbidden_logged_and_counted(
         response = await api.post("/api/v1/frequency", headers=_auth(COUNTER_TOKEN),
                                   json={"borrower_id": national_id, "window_days": 30})
     assert response.status == 403
-    assert await response.json() == {"error": "forbidden",
+    assert await checked(response) == {"error": "forbidden",
                                      "detail": "token lacks scope frequency"}
     assert METRICS.security_api_denied.value("/api/v1/frequency", "forbidden") == denied + 1
     assert _inquiry_rows(ch, world["settings"], national_id) == before  # nothing was read
@@ -194,7 +196,7 @@ async def test_bad_requests_never_echo_the_id(api: TestClient, world: dict, ch: 
         response = await api.post("/api/v1/frequency", headers=_auth("ta"), **kwargs)
         assert response.status == 400, (body, await response.text())
         text = await response.text()
-        assert (await response.json())["error"] == code
+        assert (await checked(response))["error"] == code
         assert good not in text and broken not in text
     assert _inquiry_rows(ch, world["settings"], good) == before  # refused: not recorded
 
@@ -210,7 +212,7 @@ async def test_one_inquiry_row_per_query_and_two_institutions(
         response = await api.post("/api/v1/frequency", headers=_auth(token),
                                   json={"borrower_id": national_id, "window_days": 10})
         assert response.status == 200
-        answers.append((await response.json())["inquiring_institutions"])
+        answers.append((await checked(response))["inquiring_institutions"])
     assert answers == [1, 1, 2]
     assert _inquiry_rows(ch, settings, national_id) == 3
     borrower = Pseudonymiser(settings.pseudonym_key_bytes)(national_id)
