@@ -33,6 +33,7 @@ A replayed command finds nothing left to delete.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -137,9 +138,6 @@ class RegistryStreams:
         # a buffer sized to a few batches keeps the stream off it.
         self.app.producer.buffer.max_messages = 50_000
         self.validated = _raw_topic(self.app, topics.validated)
-        self.activity = _raw_topic(self.app, topics.activity)
-        self.alerts = _raw_topic(self.app, topics.alerts)
-        self._rejected: dict[str, Any] = {}
         #: monotonic time of the agent's last finished batch (or Redis wait); see liveness
         self.last_progress = time.monotonic()
         # key_type/value_type, not only the schema, pick the serializers that changelog
@@ -195,18 +193,21 @@ class RegistryStreams:
     async def close(self) -> None:
         await self._redis.aclose()
 
-    def rejected_topic(self, lender_id: str) -> Any:
-        topic = self._rejected.get(lender_id)
-        if topic is None:
-            topic = self._rejected[lender_id] = _raw_topic(
-                self.app, self.topics.rejected(lender_id))
-        return topic
+    async def _produce(self, sent: list[Any], topic: str, value: bytes, partition: int,
+                       key: bytes | None = None) -> None:
+        """Queue one record on Faust's own producer, below Faust's per-message topic path
+        (which cost ~13% of the agent's CPU for rejections alone in a py-spy profile).
 
-    async def _send_rejections(self, decided: Any) -> None:
-        codec = self._rejection_codec
+        Faust flushes this producer before it commits the source offsets; ``sent`` collects
+        the delivery futures so the agent can also await them (a failed delivery then fails
+        the iteration instead of being committed over)."""
+        sent.append(await self.app.producer.send(topic, key, value, partition, None, None))
+
+    async def _send_rejections(self, sent: list[Any], decided: Any) -> None:
+        codec, topics = self._rejection_codec, self.topics
         for rej in decided.rejections:
-            await self.rejected_topic(rej.lender_id).send(
-                value=codec.encode(rej.to_avro()), partition=rej.source_partition)
+            await self._produce(sent, topics.rejected(rej.lender_id),
+                                codec.encode(rej.to_avro()), rej.source_partition)
         count_rejections(decided.rejections)
 
     async def _erase(self, partition: int, offset: int, command: dict[str, Any]) -> None:
@@ -219,8 +220,10 @@ class RegistryStreams:
                 "version": VERSION_BASE + offset * VERSION_STRIDE,
                 "request_id": command["request_id"], "institution": command["institution"],
                 "occurred_at_ms": command["requested_at_ms"]}
-        await self.activity.send(partition=partition,
-                                 value=self._activity_codec.encode({"items": [item]}))
+        sent: list[Any] = []
+        await self._produce(sent, self.topics.activity,
+                            self._activity_codec.encode({"items": [item]}), partition)
+        await asyncio.gather(*sent)
         log.info("erasure %s: stream state of partition %d deleted", command["request_id"],
                  partition)
 
@@ -231,6 +234,7 @@ class RegistryStreams:
         @app.agent(self.validated, name="borrowers")
         async def borrowers_agent(stream: Any) -> None:
             table, codec, cache = self.table, self._state_codec, self.state_cache
+            activity, alerts_topic = self.topics.activity, self.topics.alerts
             async for event in stream.events():
                 msg = event.message
                 self.last_progress = time.monotonic()
@@ -240,31 +244,31 @@ class RegistryStreams:
                     continue
                 decided = await self.admission.decide(record["events"])
                 self.last_progress = time.monotonic()
-                await self._send_rejections(decided)
+                sent: list[Any] = []
+                await self._send_rejections(sent, decided)
                 for lender, n in decided.admitted_by_lender.items():
                     METRICS.events_admitted.inc(lender, amount=n)
-                if not decided.admitted:
-                    continue
-                items, states, _, alerts = self.aggregator.process(
-                    msg.partition, msg.offset, [ev for _, ev in decided.admitted],
-                    lambda b: cache.load(b.encode(), table.get(b.encode()), codec.load),
-                    indices=[i for i, _ in decided.admitted],
-                )
-                await self.activity.send(
-                    partition=msg.partition, value=self._activity_codec.encode({"items": items}))
-                # sent before the state: a crash in between replays the batch, and the
-                # duplicates then re-emit these alerts (same alert_id) if the state did land
-                now_ms = int(time.time() * 1000)
-                for alert in alerts:
-                    await self.alerts.send(
-                        key=alert.borrower.encode(), partition=msg.partition,
-                        value=self._alert_codec.encode(alert.to_avro(now_ms)))
-                    if not alert.reemitted:
-                        METRICS.alerts.inc(alert.rule)
-                for borrower, state in states.items():
-                    key, raw = borrower.encode(), codec.dump(state)
-                    table[key] = raw
-                    cache.store(key, raw, state)
+                if decided.admitted:
+                    items, states, _, alerts = self.aggregator.process(
+                        msg.partition, msg.offset, [ev for _, ev in decided.admitted],
+                        lambda b: cache.load(b.encode(), table.get(b.encode()), codec.load),
+                        indices=[i for i, _ in decided.admitted],
+                    )
+                    await self._produce(sent, activity, self._activity_codec.encode(
+                        {"items": items}), msg.partition)
+                    # sent before the state: a crash in between replays the batch, and the
+                    # duplicates then re-emit these alerts (same alert_id) if the state landed
+                    now_ms = int(time.time() * 1000)
+                    for alert in alerts:
+                        await self._produce(sent, alerts_topic, self._alert_codec.encode(
+                            alert.to_avro(now_ms)), msg.partition, key=alert.borrower.encode())
+                        if not alert.reemitted:
+                            METRICS.alerts.inc(alert.rule)
+                    for borrower, state in states.items():
+                        key, raw = borrower.encode(), codec.dump(state)
+                        table[key] = raw
+                        cache.store(key, raw, state)
+                await asyncio.gather(*sent)
 
         @app.timer(LIVENESS_INTERVAL_S)
         async def liveness() -> None:

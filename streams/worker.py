@@ -12,9 +12,8 @@ A worker has two halves, and ``--role`` picks which ones run:
 
 Roles:
 
-* ``all`` (default): both halves, as ``make run`` starts it: the stream half in this process,
-  the ops half in a child process (:class:`OpsProcess`; ``--single-process`` keeps both in
-  one).
+* ``all`` (default): both halves in one process, as ``make run`` starts it. (Run ``stream``
+  and ``ops`` workers side by side to give each half a core of its own.)
 * ``stream``: only the stream half; any number of them.
 * ``ops``: only the ops half; runs no Faust app (a plain ``mode`` worker).
 
@@ -32,13 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import fcntl
 import logging
 import os
 import signal
-import subprocess
-import sys
 from typing import Any
 
 import faust
@@ -180,64 +176,8 @@ class ClickHouseSide(Service):
             os.close(self._lock_fd)
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM when the parent process dies (Linux)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-class OpsProcess(Service):
-    """The ops half of a role-``all`` worker, run as a child process (``--role ops``).
-
-    Why a process: the stream half (intake, the Faust agent) keeps one core busy; the sink,
-    the lag monitor and the risk API get the other one, and a risk query never waits behind a
-    batch on the stream's event loop. The pair behaves as one worker: SIGTERM to the parent
-    stops the child first-class (it is forwarded and waited for); if the child dies, the
-    parent dies too (as abruptly as a crash, which the kill tests prove exact); if the parent
-    dies, the kernel sends the child SIGTERM.
-    """
-
-    def __init__(self, loglevel: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.loglevel = loglevel
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    async def on_start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--role", "ops",
-             "--loglevel", self.loglevel], preexec_fn=_die_with_parent)
-        log.info("ops half started as process %d", self.proc.pid)
-
-    @Service.task
-    async def _watch(self) -> None:
-        while not self.should_stop:
-            if self.proc is not None and self.proc.poll() is not None:
-                log.error("the ops half (process %d) exited with %s: stopping this worker",
-                          self.proc.pid, self.proc.returncode)
-                os._exit(1)
-            await self.sleep(0.5)
-
-    async def on_stop(self) -> None:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            await asyncio.to_thread(proc.wait, 40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            await asyncio.to_thread(proc.wait, 10)
-
-
-def run_worker(settings: Settings, *, loglevel: str = "info", role: str = "all",
-               single_process: bool = False) -> int:
-    """Run ``role``'s halves until SIGINT/SIGTERM; returns the exit status.
-
-    Role ``all`` runs the ops half as a child process (:class:`OpsProcess`) unless
-    ``single_process``."""
+def run_worker(settings: Settings, *, loglevel: str = "info", role: str = "all") -> int:
+    """Run ``role``'s halves until SIGINT/SIGTERM; returns the exit status."""
     if role not in ROLES:
         raise ValueError(f"unknown worker role {role!r}; expected one of {', '.join(ROLES)}")
     if role == "ops":
@@ -248,7 +188,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info", role: str = "all",
     streams = RegistryStreams(settings)
     services: list[Service] = [StreamSide(settings, streams)]
     if role == "all":
-        services.append(ClickHouseSide(settings) if single_process else OpsProcess(loglevel))
+        services.append(ClickHouseSide(settings))
     worker = faust.Worker(streams.app, *services, loglevel=loglevel, quiet=True,
                           redirect_stdouts=False)
     worker.execute_from_commandline()
@@ -263,15 +203,10 @@ def add_parser(subparsers: Any) -> Any:
         "--role", default="all", choices=ROLES,
         help="all: stream processor + sink, lag monitor and HTTP (default); stream: only the "
         "Faust and consent agents, never ClickHouse; ops: only sink, lag monitor and HTTP")
-    parser.add_argument(
-        "--single-process", action="store_true",
-        help="role all: run both halves in this process (default: the ops half is a child "
-        "process, so the two halves use two cores)")
     return parser
 
 
 def run(args: Any) -> int:
     from streams.settings import get_settings
 
-    return run_worker(get_settings(), loglevel=args.loglevel, role=args.role,
-                      single_process=args.single_process)
+    return run_worker(get_settings(), loglevel=args.loglevel, role=args.role)
