@@ -270,6 +270,9 @@ class Metrics(Registry):
             SECONDS_BUCKETS))
         self.sink_failures = r(Counter(
             "registry_sink_failures_total", "Failed ClickHouse insert attempts."))
+        self.sink_dead_letters = r(Counter(
+            "registry_sink_dead_letter_rows_total",
+            "Rows ClickHouse refused, stored in sink_dead_letters, by table.", ["table"]))
         # --- consumer lag -----------------------------------------------------------------
         self.consumer_lag_messages = r(Gauge(
             "registry_consumer_lag_messages", "Log-end offset minus committed offset.",

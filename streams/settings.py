@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     fault_clickhouse_down_for_s: float = Field(
         0, ge=0, description="TEST ONLY: ... for this many seconds (0 = never).",
     )
+    fault_sink_poison_event_id: str = Field(
+        "", description="TEST ONLY: the sink gives the ledger row of this event id a borrower "
+        "that ClickHouse refuses (not a pseudonym), so that row is dead-lettered (empty = never).",
+    )
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
@@ -146,6 +150,7 @@ class Settings(BaseSettings):
         if self.registry_mode == "production" and (
             self.fault_kill_after_insert_cycles or self.test_disable_dedup
             or self.fault_clickhouse_down_for_s or self.fault_clickhouse_down_after_s
+            or self.fault_sink_poison_event_id
         ):
             raise SettingsError("test-only switches are refused in production mode")
         if self.hourly_state_hours > self.grace_hours:
