@@ -61,6 +61,19 @@ class Settings(BaseSettings):
         "`http://user:pass@host:8123` selects a ClickHouse server.",
     )
     clickhouse_database: str = Field("registry", description="ClickHouse database name.")
+    kafka_replication_factor: int | None = Field(
+        None, ge=1, description="Replication factor of every topic the registry and its Faust "
+        "app create (changelogs included); unset = min(3, brokers). 1 is refused on a cluster "
+        "of 2 or more brokers. From 3, topics get `min.insync.replicas=2`.",
+    )
+    lender_topic_retention_hours: int = Field(
+        168, ge=1, description="Retention of lender loans/consent topics (they hold raw "
+        "national ids) and rejected topics, set when the registry creates them.",
+    )
+    registry_topic_retention_hours: int = Field(
+        168, ge=1, description="Retention of the registry's internal topics (`registry.*`, "
+        "pseudonyms only; deleted, never compacted), set when the registry creates them.",
+    )
 
     # --- privacy --------------------------------------------------------------------------
     pseudonym_key: SecretStr | None = Field(
