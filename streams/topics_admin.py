@@ -18,7 +18,8 @@ multi-broker cluster is refused with :class:`ReplicationRefused`.
 
 * ``lenders.<L>.loans`` and ``lenders.<L>.consent`` hold RAW national ids (record values and
   keys): ``cleanup.policy=delete`` and ``retention.ms`` = ``LENDER_TOPIC_RETENTION_HOURS``
-  (default 7 days), broker append time (the retention clock is the arrival time, whatever
+  (default 7 days; segments roll daily, so records are gone within a day after that), broker
+  append time (the retention clock is the arrival time, whatever
   ``occurred_at`` a lender writes). ``lenders.<L>.rejected`` carries no borrower data and gets
   the same retention, the time a lender has to read its rejections.
 * ``registry.*`` (admitted, activity, consent audit, alerts) carry pseudonyms only:
@@ -205,8 +206,16 @@ async def _wait_until_ready(admin: AIOKafkaAdminClient, names: list[str], deadli
 
 
 def retention_config(hours: int) -> dict[str, str]:
-    """Delete (never compact) records older than ``hours``."""
-    return {"cleanup.policy": "delete", "retention.ms": str(hours * _HOUR_MS)}
+    """Delete (never compact) records older than ``hours``.
+
+    Kafka deletes whole closed segments only, so segments roll at least daily
+    (``segment.ms`` = min(retention, 24 h)): a record is gone at most a day (plus the broker's
+    retention check interval, 5 min by default) after its retention ran out, not up to the
+    broker's default 7-day roll later.
+    """
+    retention_ms = hours * _HOUR_MS
+    return {"cleanup.policy": "delete", "retention.ms": str(retention_ms),
+            "segment.ms": str(min(retention_ms, 24 * _HOUR_MS))}
 
 
 def lender_topic_configs(settings: Settings) -> dict[str, dict[str, str]]:

@@ -62,9 +62,12 @@ def test_faust_kwargs_follow_the_plan() -> None:
 
 
 def test_retention_configs() -> None:
-    assert retention_config(168) == {"cleanup.policy": "delete", "retention.ms": "604800000"}
+    assert retention_config(168) == {"cleanup.policy": "delete", "retention.ms": "604800000",
+                                     "segment.ms": "86400000"}
+    assert retention_config(2)["segment.ms"] == "7200000"
     configs = lender_topic_configs(Settings(lender_topic_retention_hours=24))
     assert configs["loans"] == configs["consent"] == {
-        "cleanup.policy": "delete", "retention.ms": "86400000",
+        "cleanup.policy": "delete", "retention.ms": "86400000", "segment.ms": "86400000",
         "message.timestamp.type": "LogAppendTime"}
-    assert configs["rejected"] == {"cleanup.policy": "delete", "retention.ms": "86400000"}
+    assert configs["rejected"] == {"cleanup.policy": "delete", "retention.ms": "86400000",
+                                   "segment.ms": "86400000"}
