@@ -122,6 +122,20 @@ async def replication_plan(settings: Settings) -> ReplicationPlan:
     return plan_replication(settings.kafka_replication_factor, brokers)
 
 
+def replication_plan_sync(settings: Settings) -> ReplicationPlan:
+    """:func:`replication_plan` for synchronous start-up code (before Faust's worker runs).
+
+    Runs on a private event loop that is never made the thread's current loop: unlike
+    ``asyncio.run``, it leaves the main thread's loop policy as Faust/mode expect to find it.
+    Must not be called from a running event loop.
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(replication_plan(settings))
+    finally:
+        loop.close()
+
+
 def faust_app_kwargs(plan: ReplicationPlan) -> dict[str, Any]:
     """Keyword arguments for ``faust.App(...)``: the factor of every topic Faust creates
     (changelog, repartition, leader and reply topics)."""

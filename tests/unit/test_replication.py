@@ -71,3 +71,19 @@ def test_retention_configs() -> None:
         "message.timestamp.type": "LogAppendTime"}
     assert configs["rejected"] == {"cleanup.policy": "delete", "retention.ms": "86400000",
                                    "segment.ms": "86400000"}
+
+
+def test_a_faust_app_built_with_the_kwargs_declares_its_changelog_with_the_plan(
+        tmp_path) -> None:
+    import faust
+
+    plan = plan_replication(None, 3)
+    app = faust.App("replication-probe", broker="kafka://127.0.0.1:1", store="memory://",
+                    datadir=str(tmp_path), web_enabled=False, autodiscover=False,
+                    **faust_app_kwargs(plan))
+    table = app.Table("borrower-state", partitions=6, **faust_table_kwargs(plan))
+    assert app.conf.topic_replication_factor == 3
+    changelog = table.changelog_topic
+    assert changelog.get_topic_name() == "replication-probe-borrower-state-changelog"
+    assert changelog.config == {"min.insync.replicas": "2"}
+    assert changelog.compacting  # Faust keeps changelogs compacted
