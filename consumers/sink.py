@@ -205,8 +205,7 @@ class ClickHouseSink:
             topic, partition, offset = sources[index]
             text, message = _redacted(columns, rows[index], str(error))
             letters.append([table, -1 if error.code is None else error.code, error.name or "",
-                            message[:4000], topic, partition, offset, text,
-                            now])
+                            message[:4000], topic, partition, offset, text, now])
             log.warning("dead letter: %s row from %s/%d/%d refused (%s)", table, topic,
                         partition, offset, error.label or "no code")
         self.ch.insert(DEAD_LETTERS, letters, DEAD_LETTER_COLUMNS,
@@ -221,8 +220,9 @@ class ClickHouseSink:
                 return
             except ClickHouseError as exc:
                 if not exc.retriable:
-                    log.error("ClickHouse refused the sink's statement (%s: %s); the sink "
-                              "stops without committing", exc.label or "no code", exc)
+                    # the message is not logged: ClickHouse quotes offending values in it
+                    log.error("ClickHouse refused the sink's write (%s, %s); the sink stops "
+                              "without committing", type(exc).__name__, exc.label or "no code")
                     raise
                 METRICS.sink_failures.inc()
                 log.warning("ClickHouse insert failed (%s); retrying the same batch in %.1fs",
