@@ -22,7 +22,7 @@ multi-broker cluster is refused with :class:`ReplicationRefused`.
   append time (the retention clock is the arrival time, whatever
   ``occurred_at`` a lender writes). ``lenders.<L>.rejected`` carries no borrower data and gets
   the same retention, the time a lender has to read its rejections.
-* ``registry.*`` (admitted, activity, consent audit, alerts) carry pseudonyms only:
+* ``registry.*`` (validated, activity, consent audit, alerts) carry pseudonyms only:
   ``cleanup.policy=delete`` (never compacted: compaction would keep the latest record of each
   pseudonym forever, beyond any erasure) and ``retention.ms`` = ``REGISTRY_TOPIC_RETENTION_HOURS``
   (default 7 days: room for a sink outage over a long weekend).
@@ -258,12 +258,12 @@ async def ensure_lender_topics(settings: Settings, lender_id: str) -> None:
 
 
 async def ensure_registry_topics(settings: Settings) -> None:
-    """The registry-internal topics (admitted, activity, consent audit, alerts): pseudonyms
+    """The registry-internal topics (validated, activity, consent audit, alerts): pseudonyms
     only; deleted after ``REGISTRY_TOPIC_RETENTION_HOURS``, never compacted."""
     topics = settings.topics
     await ensure_topics(
         settings,
-        [topics.admitted, topics.activity, topics.consent_audit, topics.alerts],
+        [topics.validated, topics.activity, topics.consent_audit, topics.alerts],
         partitions=settings.registry_partitions,
         config=retention_config(settings.registry_topic_retention_hours),
     )

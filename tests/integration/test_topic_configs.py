@@ -60,7 +60,7 @@ async def test_lender_and_registry_topics_have_their_retention_and_replication(
     await ensure_registry_topics(settings)
     topics = settings.topics
     lender = [topics.loans("ret-bank"), topics.consent("ret-bank"), topics.rejected("ret-bank")]
-    internal = [topics.admitted, topics.activity, topics.consent_audit, topics.alerts]
+    internal = [topics.validated, topics.activity, topics.consent_audit, topics.alerts]
     got = await _configs(settings, lender + internal)
 
     raw_ids = {"cleanup.policy": "delete", "retention.ms": str(36 * 3_600_000),
