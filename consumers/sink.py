@@ -3,22 +3,38 @@
 Commit protocol, per cycle (the order is the guarantee):
 
 1. Fetch up to ``SINK_BATCH_ROWS`` rows or for ``SINK_BATCH_MS``, whichever comes first.
-2. Turn the records into rows, partition by partition in offset order; collect the
-   corrections (buckets to rebuild from the ledger) per activity partition.
+2. Turn the records into rows, partition by partition in offset order, remembering each row's
+   source coordinates (topic, partition, offset); collect the corrections (buckets to rebuild
+   from the ledger) per activity partition.
 3. Insert each table's rows with ``insert_deduplication_token`` = (table, the batch's
-   topic/partition/offset ranges). A retry re-sends the very same batch with the same tokens,
-   so ClickHouse drops what already landed. Then run the corrections: one INSERT ... SELECT per
-   kind and partition, reading the ledger that now holds the whole batch
-   (:mod:`consumers.recompute`).
-4. Only after ClickHouse acknowledged everything, commit the Kafka offsets.
+   topic/partition/offset ranges). If ClickHouse refuses the DATA of that insert (type, value,
+   constraint: :class:`~consumers.clickhouse.errors.ClickHouseDataRefused`), the block is
+   bisected (:mod:`consumers.clickhouse.bisect`): halves are inserted with tokens derived from
+   the batch token and their row range, down to the single rows ClickHouse refuses on their
+   own. Those go to ``sink_dead_letters`` (error code and name, message, source coordinates,
+   the row as JSON; borrower values that are not pseudonyms redacted), inserted with a token
+   derived from the batch token, and are counted by ``registry_sink_dead_letter_rows_total``;
+   every other row is in. Then run the corrections: one INSERT ... SELECT per kind and
+   partition, reading the ledger that now holds the whole batch (:mod:`consumers.recompute`).
+4. Only after ClickHouse acknowledged everything (rows, dead letters, corrections), commit the
+   Kafka offsets: a refused row no longer holds the pipeline back.
 
-Failure cases: ClickHouse down -> the batch is kept, the sink backs off (0.5 s doubling to
-10 s) and retries; nothing is fetched meanwhile (consumer lag grows, visible in the lag
-monitor); offsets do not move. Crash after insert, before commit -> the records are delivered
-again, possibly in different batches; tokens may then differ, and the tables' replacing keys
-(event identity, bucket + version, source coordinates) make the repeat collapse. Readers use
-FINAL. Cost: one insert per table per cycle, plus at most one INSERT ... SELECT per kind and
-partition when late events arrived.
+Failure cases: ClickHouse down (:class:`~consumers.clickhouse.errors.ClickHouseUnavailable`,
+also in the middle of a bisection) -> the batch is kept, the sink backs off (0.5 s doubling to
+10 s) and retries the whole cycle; nothing is fetched meanwhile (consumer lag grows, visible in
+the lag monitor); offsets do not move. The retry re-sends the very same blocks with the very
+same tokens (the bisection is deterministic), so ClickHouse drops what already landed. A refused
+statement (unknown table, syntax, access: not retriable, not the rows' fault) stops the sink
+without committing: splitting rows cannot fix it, an operator must. Crash after insert, before
+commit -> the records are delivered again, possibly in different batches; tokens may then
+differ, and the tables' replacing keys (event identity, bucket + version, source coordinates;
+for dead letters table + source coordinates + row) make the repeat collapse. Readers use FINAL.
+Cost: one insert per table per cycle, plus at most one INSERT ... SELECT per kind and partition
+when late events arrived; a refused row adds about 2 log2(batch rows) inserts.
+
+Test-only fault (``FAULT_SINK_POISON_EVENT_ID``, refused in production mode): the ledger row of
+that event id gets a borrower value that ClickHouse's ``borrower_is_pseudonym`` constraint
+refuses, so the refusal, the bisection and the dead letter are ClickHouse's own.
 
 Erasures (``erase`` items, sent by the stream agent in partition order) run first in a cycle:
 the borrower's rows are deleted from every table and an audit row is written (once per
@@ -31,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import os
 import signal
@@ -42,6 +59,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from consumers.clickhouse.bisect import Refusal, insert_isolating
 from consumers.clickhouse.client import ClickHouse
 from consumers.clickhouse.erasure import erase_borrower
 from consumers.clickhouse.errors import ClickHouseError
@@ -54,9 +72,11 @@ from consumers.rows import (
     hourly_row,
     ledger_row,
     rejection_row,
+    ts,
 )
 from schemas.codec import REJECTION, CodecError, codec_for
 from streams.calendar import Calendar
+from streams.pseudonym import PSEUDONYM_HEX_CHARS
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,11 +88,22 @@ BORROWER_TABLES = frozenset({"admitted_events", "borrower_daily", "borrower_hour
                              "consent_audit"})
 _ROW_OF = {"ledger": ("admitted_events", ledger_row), "daily": ("borrower_daily", daily_row),
            "hourly": ("borrower_hourly", hourly_row)}
+DEAD_LETTERS = "sink_dead_letters"
+DEAD_LETTER_COLUMNS = ("table_name", "error_code", "error_name", "message", "source_topic",
+                       "source_partition", "source_offset", "row", "dead_lettered_at")
+#: What a borrower value that is not a pseudonym becomes in a dead letter (it might be a raw id).
+REDACTED = "<redacted: not a pseudonym>"
+#: What the test-only poison fault writes as the borrower: refused by ClickHouse's constraint.
+POISON_BORROWER = "fault-injection-not-a-pseudonym"
+_HEX = frozenset("0123456789abcdef")
+Source = tuple[str, int, int]  # topic, partition, offset of the record a row came from
 
 
 @dataclass(slots=True)
 class Batch:
     rows: dict[str, list[list[Any]]] = field(default_factory=lambda: defaultdict(list))
+    #: table -> source coordinates of each row of ``rows[table]`` (same order)
+    sources: dict[str, list[Source]] = field(default_factory=lambda: defaultdict(list))
     #: (recompute kind, activity partition) -> buckets to rebuild and the highest version
     recomputes: dict[tuple[str, int], tuple[set[tuple[str, int]], int]] = field(
         default_factory=dict)
@@ -87,9 +118,13 @@ class Batch:
         and remember the erasure; rows that come after it in the batch are kept."""
         for table, rows in self.rows.items():
             if table in BORROWER_TABLES:
-                kept = [row for row in rows if row[0] != borrower]
+                keep = [row[0] != borrower for row in rows]
+                kept = [row for row, k in zip(rows, keep, strict=True) if k]
                 self.row_count -= len(rows) - len(kept)
                 self.rows[table] = kept
+                # sources stay aligned with rows (dead letters name each row's source)
+                self.sources[table] = [src for src, k in
+                                       zip(self.sources[table], keep, strict=True) if k]
         for key, (buckets, version) in list(self.recomputes.items()):
             self.recomputes[key] = ({b for b in buckets if b[0] != borrower}, version)
         self.erasures.append((borrower, request_id, institution, at_ms))
@@ -116,6 +151,7 @@ class ClickHouseSink:
         self._calendar = Calendar(settings.tz)
         self._consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
+        self._poison_event_id = settings.fault_sink_poison_event_id or None
         self.committed_cycles = 0
         #: newest admission time known to be in ClickHouse on every partition it consumed
         #: (None until the first batch landed or the first empty read)
@@ -124,6 +160,7 @@ class ClickHouseSink:
     # --- records -> rows ----------------------------------------------------------------
     def _add(self, batch: Batch, record: ConsumerRecord) -> None:
         topic = record.topic
+        source = (topic, record.partition, record.offset)
         try:
             if topic == self.settings.topics.activity:
                 for item in self._activity.decode(record.value)["items"]:
@@ -139,7 +176,11 @@ class ClickHouseSink:
                         batch.recomputes[key] = (buckets, max(version, item["version"]))
                         continue
                     table, to_row = _ROW_OF[kind]
-                    batch.rows[table].append(to_row(item))
+                    row = to_row(item)
+                    if kind == "ledger" and item["event_id"] == self._poison_event_id:
+                        row[0] = POISON_BORROWER  # test-only fault: ClickHouse refuses it
+                    batch.rows[table].append(row)
+                    batch.sources[table].append(source)
                     batch.row_count += 1
                     if kind == "ledger":
                         batch.newest_admitted_ms = max(batch.newest_admitted_ms,
@@ -147,10 +188,12 @@ class ClickHouseSink:
             elif topic == self.settings.topics.consent_audit:
                 batch.rows["consent_audit"].append(
                     consent_row(self._consent.decode(record.value)))
+                batch.sources["consent_audit"].append(source)
                 batch.row_count += 1
             else:
                 batch.rows["rejections"].append(
                     rejection_row(self._rejection.decode(record.value), self.settings.tz))
+                batch.sources["rejections"].append(source)
                 batch.row_count += 1
         except CodecError:
             # internal topics are written only by the registry: a record that does not decode
@@ -173,13 +216,41 @@ class ClickHouseSink:
             if not rows:
                 continue
             started = time.perf_counter()
-            self.ch.insert(table, rows, TABLE_COLUMNS[table], dedup_token=batch.token(table))
+            token = batch.token(table)
+            columns = TABLE_COLUMNS[table]
+
+            def insert(block: Any, block_token: str, table: str = table,
+                       columns: tuple[str, ...] = columns) -> None:
+                self.ch.insert(table, block, columns, dedup_token=block_token)
+
+            refused = insert_isolating(insert, rows, token)
+            if refused:
+                self._dead_letter(table, columns, rows, batch.sources[table], refused, token)
             METRICS.sink_insert_seconds.observe(time.perf_counter() - started)
             METRICS.sink_batch_rows.observe(len(rows))
-            METRICS.sink_rows.inc(table, amount=len(rows))
+            METRICS.sink_rows.inc(table, amount=len(rows) - len(refused))
         # corrections read the ledger back, so they run after every ledger row is in
         for (kind, _), (buckets, version) in sorted(batch.recomputes.items()):
             recompute(self.ch, self._calendar, self.settings.tz, kind, buckets, version)
+
+    def _dead_letter(self, table: str, columns: tuple[str, ...], rows: list[list[Any]],
+                     sources: list[Source], refused: list[Refusal], token: str) -> None:
+        """Store the refused rows in ``sink_dead_letters`` (idempotent: token + replacing key)."""
+        first = refused[0].error
+        log.warning("ClickHouse refused %d of %d rows for %s (%s); they go to %s",
+                    len(refused), len(rows), table, first.label or "no code", DEAD_LETTERS)
+        now = ts(int(time.time() * 1000))
+        letters = []
+        for index, error in refused:
+            topic, partition, offset = sources[index]
+            text, message = _redacted(columns, rows[index], str(error))
+            letters.append([table, -1 if error.code is None else error.code, error.name or "",
+                            message[:4000], topic, partition, offset, text, now])
+            log.warning("dead letter: %s row from %s/%d/%d refused (%s)", table, topic,
+                        partition, offset, error.label or "no code")
+        self.ch.insert(DEAD_LETTERS, letters, DEAD_LETTER_COLUMNS,
+                       dedup_token=f"{DEAD_LETTERS}:{token}")
+        METRICS.sink_dead_letters.inc(table, amount=len(letters))
 
     async def _write_until_done(self, batch: Batch) -> None:
         delay = 0.5
@@ -189,6 +260,9 @@ class ClickHouseSink:
                 return
             except ClickHouseError as exc:
                 if not exc.retriable:
+                    # the message is not logged: ClickHouse quotes offending values in it
+                    log.error("ClickHouse refused the sink's write (%s, %s); the sink stops "
+                              "without committing", type(exc).__name__, exc.label or "no code")
                     raise
                 METRICS.sink_failures.inc()
                 log.warning("ClickHouse insert failed (%s); retrying the same batch in %.1fs",
@@ -263,3 +337,20 @@ class ClickHouseSink:
         if every and self.committed_cycles + 1 >= every:
             log.warning("fault injection: SIGKILL after insert, before commit")
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _is_pseudonym(value: Any) -> bool:
+    return (isinstance(value, str) and len(value) == PSEUDONYM_HEX_CHARS
+            and set(value) <= _HEX)
+
+
+def _redacted(columns: tuple[str, ...], row: list[Any], message: str) -> tuple[str, str]:
+    """The row as JSON and the error message, with a non-pseudonym borrower redacted in both
+    (it could be a raw national id, and ClickHouse quotes offending values in its message)."""
+    values = dict(zip(columns, row, strict=True))
+    borrower = values.get("borrower")
+    if borrower is not None and not _is_pseudonym(borrower):
+        values["borrower"] = REDACTED
+        if str(borrower):
+            message = message.replace(str(borrower), REDACTED)
+    return json.dumps(values, default=str, ensure_ascii=False), message

@@ -135,6 +135,19 @@ class Settings(BaseSettings):
         "`http://user:pass@host:8123` selects a ClickHouse server.",
     )
     clickhouse_database: str = Field("registry", description="ClickHouse database name.")
+    kafka_replication_factor: int | None = Field(
+        None, ge=1, description="Replication factor of every topic the registry and its Faust "
+        "app create (changelogs included); unset = min(3, brokers). 1 is refused on a cluster "
+        "of 2 or more brokers. From 3, topics get `min.insync.replicas=2`.",
+    )
+    lender_topic_retention_hours: int = Field(
+        168, ge=1, description="Retention of lender loans/consent topics (they hold raw "
+        "national ids) and rejected topics, set when the registry creates them.",
+    )
+    registry_topic_retention_hours: int = Field(
+        168, ge=1, description="Retention of the registry's internal topics (`registry.*`, "
+        "pseudonyms only; deleted, never compacted), set when the registry creates them.",
+    )
 
     # --- privacy --------------------------------------------------------------------------
     pseudonym_key: SecretStr | None = Field(
@@ -213,6 +226,10 @@ class Settings(BaseSettings):
     fault_clickhouse_down_for_s: float = Field(
         0, ge=0, description="TEST ONLY: ... for this many seconds (0 = never).",
     )
+    fault_sink_poison_event_id: str = Field(
+        "", description="TEST ONLY: the sink gives the ledger row of this event id a borrower "
+        "that ClickHouse refuses (not a pseudonym), so that row is dead-lettered (empty = never).",
+    )
     fault_kill_during_erasure: bool = Field(
         False, description="TEST ONLY: the worker SIGKILLs itself in the middle of an erasure "
         "(after deleting from the first table).",
@@ -230,6 +247,7 @@ class Settings(BaseSettings):
         if self.registry_mode == "production" and (
             self.fault_kill_after_insert_cycles or self.test_disable_dedup
             or self.fault_clickhouse_down_for_s or self.fault_clickhouse_down_after_s
+            or self.fault_sink_poison_event_id
             or self.fault_kill_during_erasure
         ):
             raise SettingsError("test-only switches are refused in production mode")

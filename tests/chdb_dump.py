@@ -45,6 +45,11 @@ def main() -> None:
         "tables": [r[0] for r in ch.query("SELECT name FROM system.tables "
                                           "WHERE database = currentDatabase()")],
     }
+    if "sink_dead_letters" in out["tables"]:
+        out["dead_letters"] = ch.query(
+            "SELECT table_name, error_code, error_name, message, source_topic, "
+            "source_partition, source_offset, row FROM sink_dead_letters FINAL "
+            "ORDER BY table_name, source_topic, source_partition, source_offset, row")
     json.dump(out, sys.stdout, default=str)
 
 

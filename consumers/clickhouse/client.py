@@ -11,6 +11,11 @@ production mode): inserts and commands raise :class:`ClickHouseUnavailable` duri
 ``[created + after, created + after + for)``, measured from the facade's creation. The failure
 is injected here, at the boundary, so everything above it (sink back-off, lag, API) sees exactly
 what a real outage produces. Queries are left alone.
+
+Errors: every driver failure leaves this module as one of the types of
+:mod:`consumers.clickhouse.errors` (outage: retriable; refused data; refused statement), made
+by :func:`~consumers.clickhouse.errors.classify` with the server's error code and name, and
+chained to the driver's exception (``raise ... from``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from consumers.clickhouse.errors import ClickHouseUnavailable
+from consumers.clickhouse.errors import ClickHouseUnavailable, classify
 from streams.settings import Settings
 
 
@@ -50,15 +55,15 @@ class ClickHouse:
         with self._lock:
             try:
                 return self._client.command(sql, parameters=parameters, settings=settings)
-            except Exception as exc:  # driver errors are wrapped at this boundary
-                raise ClickHouseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            except Exception as exc:  # driver errors are classified at this boundary
+                raise classify(exc) from exc
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
         with self._lock:
             try:
                 return self._client.query(sql, parameters=parameters).result_rows
             except Exception as exc:
-                raise ClickHouseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+                raise classify(exc) from exc
 
     def insert(
         self,
@@ -68,7 +73,12 @@ class ClickHouse:
         *,
         dedup_token: str | None = None,
     ) -> None:
-        """Insert rows; a repeated ``dedup_token`` makes ClickHouse ignore the repeat."""
+        """Insert rows; a repeated ``dedup_token`` makes ClickHouse ignore the repeat.
+
+        The insert is one block: taken whole or refused whole. A refusal of the rows (including
+        a value the driver cannot encode for the column type) raises
+        :class:`~consumers.clickhouse.errors.ClickHouseDataRefused`.
+        """
         self._injected_outage()
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
         with self._lock:
@@ -77,7 +87,7 @@ class ClickHouse:
                     table, rows, column_names=list(column_names), settings=settings
                 )
             except Exception as exc:
-                raise ClickHouseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+                raise classify(exc, inserting=True) from exc
 
     def close(self) -> None:
         with self._lock:
@@ -97,7 +107,9 @@ def connect(settings: Settings) -> ClickHouse:
         # Unqualified table names in migrations and queries resolve to the registry database.
         client.database = settings.clickhouse_database
     except Exception as exc:
-        raise ClickHouseUnavailable(f"cannot open ClickHouse at {_safe(dsn)}: {exc}") from exc
+        cause = classify(exc)
+        raise ClickHouseUnavailable(f"cannot open ClickHouse at {_safe(dsn)}: {exc}",
+                                    code=cause.code, name=cause.name) from exc
     return ClickHouse(client, settings.clickhouse_database,
                       down_after_s=settings.fault_clickhouse_down_after_s,
                       down_for_s=settings.fault_clickhouse_down_for_s)
