@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,10 @@ class Services:
     clickhouse_url: str  # "" = embedded chDB
     how: str
     kafka_sasl_bootstrap: str = ""  # SASL_PLAINTEXT/SCRAM-SHA-512 listener with ACLs; "" = none
+    kafka_ssl_bootstrap: str = ""  # SSL listener, client certificate required; "" = none
+    kafka_sasl_ssl_bootstrap: str = ""  # SASL_SSL/SCRAM-SHA-512 listener with ACLs; "" = none
+    kafka_ca_file: str = ""  # PEM of the CA that signed the broker's TLS certificate
+    kafka_data_dir: str = ""  # the local broker's folder (kafka.sh client-cert needs it)
 
 
 def free_port(pair: bool = False) -> int:
@@ -74,9 +79,19 @@ def container_services() -> Iterator[Services]:
 @contextmanager
 def local_services(workdir: Path) -> Iterator[Services]:
     kafka_port, redis_port = free_port(pair=True), free_port()
-    sasl_port = next(p for p in iter(free_port, 0) if p not in (kafka_port + 1, redis_port))
+    taken = {kafka_port, kafka_port + 1, redis_port}
+    extra: list[int] = []
+    while len(extra) < 3:  # SASL_PLAINTEXT, SSL, SASL_SSL
+        port = free_port()
+        if port not in taken:
+            taken.add(port)
+            extra.append(port)
+    sasl_port, ssl_port, sasl_ssl_port = extra
+    kafka_dir = workdir / "kafka"
     kafka_env = {**os.environ, "KAFKA_PORT": str(kafka_port), "KAFKA_SASL_PORT": str(sasl_port),
-                 "KAFKA_DATA_DIR": str(workdir / "kafka"), "KAFKA_HEAP": "768m"}
+                 "KAFKA_SSL_PORT": str(ssl_port), "KAFKA_SASL_SSL_PORT": str(sasl_ssl_port),
+                 "KAFKA_DATA_DIR": str(kafka_dir), "KAFKA_HEAP": "768m",
+                 "KAFKA_PYTHON": sys.executable}
     redis_env = {**os.environ, "REDIS_PORT": str(redis_port),
                  "REDIS_DATA_DIR": str(workdir / "redis")}
     kafka_sh, redis_sh = REPO / "infra/kafka/kafka.sh", REPO / "infra/redis/redis.sh"
@@ -85,7 +100,11 @@ def local_services(workdir: Path) -> Iterator[Services]:
         subprocess.run([redis_sh, "start"], env=redis_env, check=True, timeout=120)
         try:
             yield Services(f"127.0.0.1:{kafka_port}", f"redis://127.0.0.1:{redis_port}/0", "",
-                           "local", kafka_sasl_bootstrap=f"127.0.0.1:{sasl_port}")
+                           "local", kafka_sasl_bootstrap=f"127.0.0.1:{sasl_port}",
+                           kafka_ssl_bootstrap=f"127.0.0.1:{ssl_port}",
+                           kafka_sasl_ssl_bootstrap=f"127.0.0.1:{sasl_ssl_port}",
+                           kafka_ca_file=str(kafka_dir / "tls" / "ca.pem"),
+                           kafka_data_dir=str(kafka_dir))
         finally:
             subprocess.run([redis_sh, "stop"], env=redis_env, timeout=60)
     finally:
