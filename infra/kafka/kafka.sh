@@ -5,6 +5,7 @@
 #   infra/kafka/kafka.sh start           format storage if new, start, wait until it answers
 #   infra/kafka/kafka.sh stop            stop it cleanly (SIGTERM, then wait)
 #   infra/kafka/kafka.sh status          exit 0 if it answers a metadata request
+#   infra/kafka/kafka.sh kill            SIGKILL it (a crash, for fault tests)
 #   infra/kafka/kafka.sh client-cert NAME [DIR]
 #                                        issue a client certificate CN=NAME signed by the local
 #                                        CA (mutual TLS): DIR/NAME.pem + DIR/NAME.key
@@ -18,6 +19,11 @@
 # 127.0.0.1 and localhost) with openssl, PEM keystores, nothing committed. KAFKA_DATA_DIR
 # (.registry-data/kafka), KAFKA_HEAP (512m),
 # KAFKA_JARS_CACHE (~/.cache/credit-registry/kafka-<version>), KAFKA_START_TIMEOUT (90).
+# One node of a cluster (infra/kafka/cluster.sh sets these): KAFKA_NODE_ID (1),
+# KAFKA_QUORUM_VOTERS (1@127.0.0.1:<controller port>), KAFKA_CLUSTER_ID (random at format),
+# KAFKA_INTERNAL_REPLICATION (1: replicas of the offsets/transaction topics and of auto-created
+# topics; their min ISR is 2 when it is 3), KAFKA_START_WAIT (1; 0: start returns once the JVM
+# is launched, as a lone node of a three-voter quorum cannot answer before the others run).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -95,6 +101,8 @@ client_cert() {
 
 write_config() {
   mkdir -p "$data/logs"
+  local rf="${KAFKA_INTERNAL_REPLICATION:-1}" min_isr=1
+  if [ "$rf" -ge 3 ]; then min_isr=2; fi
   local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
   local advertised="PLAINTEXT://127.0.0.1:$port"
   local protomap="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
@@ -115,8 +123,8 @@ write_config() {
   fi
   cat > "$data/server.properties" <<PROPS
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$cport
+node.id=${KAFKA_NODE_ID:-1}
+controller.quorum.voters=${KAFKA_QUORUM_VOTERS:-1@127.0.0.1:$cport}
 listeners=$listeners
 advertised.listeners=$advertised
 listener.security.protocol.map=$protomap
@@ -124,14 +132,14 @@ controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$data/logs
 num.partitions=1
-default.replication.factor=1
-offsets.topic.replication.factor=1
+default.replication.factor=$rf
+offsets.topic.replication.factor=$rf
 offsets.topic.num.partitions=6
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$min_isr
 transaction.state.log.num.partitions=6
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$min_isr
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 message.max.bytes=2097152
@@ -220,7 +228,8 @@ start() {
   write_config
   if [ ! -f "$data/logs/meta.properties" ]; then
     say "formatting KRaft storage in $data/logs"
-    local cluster; cluster="$(java -cp "$(classpath)" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
+    local cluster="${KAFKA_CLUSTER_ID:-}"
+    [ -n "$cluster" ] || cluster="$(java -cp "$(classpath)" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
     java -cp "$(classpath)" kafka.tools.StorageTool format -t "$cluster" \
       -c "$data/server.properties" --ignore-formatted >/dev/null
   fi
@@ -231,6 +240,7 @@ start() {
     -Dlog4j2.configurationFile="$here/log4j2.yaml" ${KAFKA_OPTS:-} \
     -cp "$(classpath)" kafka.Kafka "$data/server.properties" >"$log" 2>&1 < /dev/null &
   echo $! > "$pidfile"
+  if [ "${KAFKA_START_WAIT:-1}" = 0 ]; then say "launched (pid $!), not waiting"; return 0; fi
   local deadline=$((SECONDS + timeout))
   until answers; do
     if ! running_pid >/dev/null; then say "broker exited; last lines of $log:"; tail -n 30 "$log" >&2; return 1; fi
@@ -253,12 +263,22 @@ stop() {
   rm -f "$pidfile"
 }
 
+crash() {
+  local pid
+  if ! pid="$(running_pid)"; then rm -f "$pidfile"; say "not running"; return 0; fi
+  say "SIGKILL broker (pid $pid)"
+  kill -KILL "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  rm -f "$pidfile"
+}
+
 case "${1:-}" in
   jars) resolve_jars; say "jars in $cache" ;;
   start) start ;;
   stop) stop ;;
+  kill) crash ;;
   status) answers ;;
   classpath) resolve_jars; classpath; echo ;;
   client-cert) shift; client_cert "$@" ;;
-  *) echo "usage: $0 jars|start|stop|status|classpath|client-cert NAME [DIR]" >&2; exit 2 ;;
+  *) echo "usage: $0 jars|start|stop|kill|status|classpath|client-cert NAME [DIR]" >&2; exit 2 ;;
 esac
