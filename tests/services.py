@@ -111,6 +111,49 @@ def local_services(workdir: Path) -> Iterator[Services]:
         subprocess.run([kafka_sh, "stop"], env=kafka_env, timeout=60)
 
 
+@dataclass(frozen=True)
+class LocalCluster:
+    """A three-node KRaft cluster run by ``infra/kafka/cluster.sh`` (node ids 1, 2, 3)."""
+
+    bootstrap: str
+    env: dict[str, str]
+
+    def node_port(self, node: int) -> int:
+        return int(self.bootstrap.split(",")[node - 1].rsplit(":", 1)[1])
+
+    def _run(self, *args: str, timeout: float = 300) -> None:
+        subprocess.run([REPO / "infra/kafka/cluster.sh", *args], env=self.env, check=True,
+                       timeout=timeout)
+
+    def kill_node(self, node: int) -> None:
+        """SIGKILL node ``node``'s JVM and return once it is gone."""
+        self._run("kill-node", str(node), timeout=60)
+
+    def start_node(self, node: int) -> None:
+        """Start node ``node`` again on its ports and folder; returns once it answers."""
+        self._run("start-node", str(node))
+
+
+@contextmanager
+def local_cluster(workdir: Path, heap: str = "384m") -> Iterator[LocalCluster]:
+    """Three combined broker+controller nodes on free ports of 127.0.0.1 in ``workdir``;
+    stopped (all nodes) on exit."""
+    ports: list[int] = []
+    while len(ports) < 3:
+        port = free_port(pair=True)
+        if not {port, port + 1} & {p + d for p in ports for d in (-1, 0, 1)}:
+            ports.append(port)
+    env = {**os.environ, "KAFKA_CLUSTER_DIR": str(workdir),
+           "KAFKA_CLUSTER_PORTS": ",".join(map(str, ports)), "KAFKA_HEAP": heap,
+           "KAFKA_PYTHON": sys.executable}
+    cluster = LocalCluster(",".join(f"127.0.0.1:{p}" for p in ports), env)
+    try:
+        cluster._run("start", timeout=600)
+        yield cluster
+    finally:
+        subprocess.run([REPO / "infra/kafka/cluster.sh", "stop"], env=env, timeout=120)
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """Environment that makes a subprocess (worker, CLI) use ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "REDIS_"))}
