@@ -145,7 +145,7 @@ def local_cluster(workdir: Path, heap: str = "384m") -> Iterator[LocalCluster]:
             ports.append(port)
     env = {**os.environ, "KAFKA_CLUSTER_DIR": str(workdir),
            "KAFKA_CLUSTER_PORTS": ",".join(map(str, ports)), "KAFKA_HEAP": heap,
-           "KAFKA_PYTHON": sys.executable}
+           "KAFKA_PYTHON": sys.executable, "KAFKA_START_TIMEOUT": "300"}
     cluster = LocalCluster(",".join(f"127.0.0.1:{p}" for p in ports), env)
     try:
         cluster._run("start", timeout=600)

@@ -159,7 +159,7 @@ async def test_broker_crash_on_a_three_node_cluster(settings: Settings, worker_f
             return sum((await committed_offsets(settings, settings.registry_app_id,
                                                 loans_topics)).values())
 
-        committed_at_kill = await _poll("the stream stage to commit", 180, consuming)
+        committed_at_kill = await _poll("the stream stage to commit", 300, consuming)
         lag_at_kill = await group_lag(settings)
         published_loans = sum(item.kind is not ItemKind.CONSENT for item in items[:first])
         assert committed_at_kill < published_loans, "the crash must come mid-stream"
@@ -181,7 +181,7 @@ async def test_broker_crash_on_a_three_node_cluster(settings: Settings, worker_f
         restarted_at = time.monotonic()
 
         expected = truth.build()
-        await wait_drained(settings, timeout=300, worker=worker)
+        await wait_drained(settings, timeout=600, worker=worker)  # a ceiling
         drained_at = time.monotonic()
 
         async def isr_whole() -> dict[str, dict[int, dict]] | None:
