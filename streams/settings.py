@@ -9,19 +9,23 @@ pseudonymisation key must be configured, and the lender publisher can only be bu
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.topics import TopicNames
+
+if TYPE_CHECKING:
+    from faust.types.auth import CredentialsT
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -123,11 +127,28 @@ class Settings(BaseSettings):
     kafka_namespace: str = Field(
         "", description="Prefix of every topic name (isolates deployments sharing a broker)."
     )
-    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL"] = Field(
         "PLAINTEXT", description="Security protocol of the registry's own clients."
     )
     kafka_sasl_username: str = Field("", description="SCRAM user of this process, if SASL.")
     kafka_sasl_password: SecretStr = Field(SecretStr(""), description="SCRAM password.")
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="PEM file of the CA(s) that sign the brokers' certificates (SSL, "
+        "SASL_SSL). Required in production mode; local mode falls back to the system store.",
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None, description="PEM client certificate (chain) for mutual TLS; needs the key file.",
+    )
+    kafka_ssl_keyfile: Path | None = Field(
+        None, description="PEM private key of the client certificate.",
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        None, description="Password of an encrypted client key file; never logged.",
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        True, description="Check that a broker's certificate names the host connected to. "
+        "May only be switched off in local mode.",
+    )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for consent and dedup.")
     clickhouse_url: str = Field(
         "",
@@ -251,13 +272,57 @@ class Settings(BaseSettings):
             or self.fault_kill_during_erasure
         ):
             raise SettingsError("test-only switches are refused in production mode")
+        self._refuse_unsafe_tls()
         if self.hourly_state_hours > self.grace_hours:
             raise SettingsError("HOURLY_STATE_HOURS may not exceed GRACE_HOURS")
         ZoneInfo(self.registry_timezone)  # raises on an unknown zone
         parse_api_tokens(self.api_tokens.get_secret_value())  # raises on a bad token list
         return self
 
+    def _refuse_unsafe_tls(self) -> None:
+        files = {"KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
+                 "KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+                 "KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile}
+        if not self.kafka_tls:
+            given = [name for name, path in files.items() if path is not None]
+            if self.kafka_ssl_key_password is not None:
+                given.append("KAFKA_SSL_KEY_PASSWORD")
+            if given:
+                # TLS files with a clear-text protocol: the operator expects encryption that
+                # would silently not happen.
+                raise SettingsError(
+                    f"{', '.join(given)} set but "
+                    f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} does not use TLS "
+                    "(use SSL or SASL_SSL)")
+            return
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise SettingsError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together")
+        if self.kafka_ssl_key_password is not None and self.kafka_ssl_keyfile is None:
+            raise SettingsError("KAFKA_SSL_KEY_PASSWORD without KAFKA_SSL_KEYFILE")
+        if self.registry_mode != "local":
+            if self.kafka_ssl_cafile is None:
+                raise SettingsError(
+                    "KAFKA_SSL_CAFILE is required with TLS outside local mode: the registry "
+                    "trusts the CA it is given, not every CA of the system store")
+            if not self.kafka_ssl_check_hostname:
+                raise SettingsError("KAFKA_SSL_CHECK_HOSTNAME=false is refused outside local mode")
+        if self.kafka_security_protocol == "SSL" and self.kafka_sasl_username:
+            raise SettingsError("KAFKA_SASL_USERNAME set with KAFKA_SECURITY_PROTOCOL=SSL: the "
+                                "identity is the client certificate; use SASL_SSL for SCRAM")
+        for name, path in files.items():
+            if path is not None and not path.is_file():
+                raise SettingsError(f"{name}: no such file {path}")
+        try:
+            self.kafka_ssl_context()  # unreadable PEM, key not matching, wrong password
+        except (ssl.SSLError, OSError) as exc:
+            raise SettingsError(f"the Kafka TLS files cannot be used: {exc}") from exc
+
     # --- derived values -------------------------------------------------------------------
+    @property
+    def kafka_tls(self) -> bool:
+        """Whether the registry's Kafka connections are encrypted (SSL or SASL_SSL)."""
+        return self.kafka_security_protocol in ("SSL", "SASL_SSL")
+
     @property
     def pseudonym_key_bytes(self) -> bytes:
         key = LOCAL_DEV_PSEUDONYM_KEY
@@ -307,8 +372,33 @@ class Settings(BaseSettings):
         """The first configured token holding ``scope`` (CLI default), or None."""
         return next((t for t, g in self.api_grants.items() if scope in g.scopes), None)
 
+    def kafka_ssl_context(self) -> ssl.SSLContext | None:
+        """A fresh TLS client context for Kafka, or None without TLS.
+
+        Guarantees: the broker's certificate chain is always verified (against
+        ``KAFKA_SSL_CAFILE``, or the system store in local mode when none is given), its name
+        is checked against the host connected to unless ``KAFKA_SSL_CHECK_HOSTNAME=false``
+        (local mode only), nothing older than TLS 1.2 is spoken, and the client certificate is
+        presented when one is configured. Built anew on each call, so a client created after a
+        certificate rotation reads the new files.
+        """
+        if not self.kafka_tls:
+            return None
+        cafile = str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile is not None else None
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.check_hostname = self.kafka_ssl_check_hostname
+        context.verify_mode = ssl.CERT_REQUIRED
+        if self.kafka_ssl_certfile is not None:
+            password = (self.kafka_ssl_key_password.get_secret_value()
+                        if self.kafka_ssl_key_password is not None else None)
+            context.load_cert_chain(self.kafka_ssl_certfile, self.kafka_ssl_keyfile, password)
+        return context
+
     def kafka_client_options(self) -> dict[str, object]:
-        """Connection options shared by every aiokafka client of this process."""
+        """Connection options shared by every aiokafka client of this process: bootstrap,
+        protocol, SCRAM-SHA-512 credentials with SASL, and an ``ssl_context`` with TLS (see
+        :meth:`kafka_ssl_context`). The one place a client's security is decided."""
         options: dict[str, object] = {
             "bootstrap_servers": self.kafka_bootstrap,
             "security_protocol": self.kafka_security_protocol,
@@ -319,7 +409,28 @@ class Settings(BaseSettings):
                 "sasl_plain_username": self.kafka_sasl_username,
                 "sasl_plain_password": self.kafka_sasl_password.get_secret_value(),
             }
+        if self.kafka_tls:
+            options["ssl_context"] = self.kafka_ssl_context()
         return options
+
+    def faust_broker_credentials(self) -> CredentialsT | None:
+        """The Faust app's ``broker_credentials``, equivalent to :meth:`kafka_client_options`:
+        None for PLAINTEXT, SCRAM-SHA-512 ``SASLCredentials`` (with the TLS context for
+        SASL_SSL, without which Faust would silently fall back to SASL_PLAINTEXT), or
+        ``SSLCredentials`` for SSL (mutual TLS when a client certificate is configured)."""
+        import faust  # the publisher and CLI import settings without loading Faust
+
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return None
+        context = self.kafka_ssl_context()
+        if self.kafka_security_protocol == "SSL":
+            return faust.SSLCredentials(context)
+        # With a context Faust's SASLCredentials says SASL_SSL, without one SASL_PLAINTEXT.
+        return faust.SASLCredentials(
+            username=self.kafka_sasl_username,
+            password=self.kafka_sasl_password.get_secret_value(),
+            ssl_context=context, mechanism="SCRAM-SHA-512",
+        )
 
 
 @lru_cache(maxsize=1)

@@ -57,6 +57,30 @@ def kafka_sasl_bootstrap(services: Services) -> str:
 
 
 @pytest.fixture(scope="session")
+def kafka_tls(services: Services) -> Services:
+    """The services, asserted to include the broker's SSL (client certificate required) and
+    SASL_SSL (SCRAM-SHA-512) listeners and the CA file that verifies them; skip if none."""
+    if not services.kafka_sasl_ssl_bootstrap:
+        pytest.skip("the test broker has no TLS listeners (testcontainers)")
+    return services
+
+
+@pytest.fixture
+def client_cert(kafka_tls: Services, tmp_path: Path) -> Callable[[str], tuple[Path, Path]]:
+    """``client_cert(name)``: a certificate CN=name signed by the test broker's CA and its key,
+    as (certificate file, key file), made by ``infra/kafka/kafka.sh client-cert``."""
+
+    def issue(name: str) -> tuple[Path, Path]:
+        folder = tmp_path / "client-certs"
+        subprocess.run([REPO / "infra/kafka/kafka.sh", "client-cert", name, str(folder)],
+                       env={**os.environ, "KAFKA_DATA_DIR": kafka_tls.kafka_data_dir},
+                       check=True, capture_output=True, timeout=60)
+        return folder / f"{name}.pem", folder / f"{name}.key"
+
+    return issue
+
+
+@pytest.fixture(scope="session")
 def redis_url(services: Services) -> str:
     return services.redis_url
 

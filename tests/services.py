@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,10 @@ class Services:
     clickhouse_url: str  # "" = embedded chDB
     how: str
     kafka_sasl_bootstrap: str = ""  # SASL_PLAINTEXT/SCRAM-SHA-512 listener with ACLs; "" = none
+    kafka_ssl_bootstrap: str = ""  # SSL listener, client certificate required; "" = none
+    kafka_sasl_ssl_bootstrap: str = ""  # SASL_SSL/SCRAM-SHA-512 listener with ACLs; "" = none
+    kafka_ca_file: str = ""  # PEM of the CA that signed the broker's TLS certificate
+    kafka_data_dir: str = ""  # the local broker's folder (kafka.sh client-cert needs it)
 
 
 def free_port(pair: bool = False) -> int:
@@ -74,9 +79,19 @@ def container_services() -> Iterator[Services]:
 @contextmanager
 def local_services(workdir: Path) -> Iterator[Services]:
     kafka_port, redis_port = free_port(pair=True), free_port()
-    sasl_port = next(p for p in iter(free_port, 0) if p not in (kafka_port + 1, redis_port))
+    taken = {kafka_port, kafka_port + 1, redis_port}
+    extra: list[int] = []
+    while len(extra) < 3:  # SASL_PLAINTEXT, SSL, SASL_SSL
+        port = free_port()
+        if port not in taken:
+            taken.add(port)
+            extra.append(port)
+    sasl_port, ssl_port, sasl_ssl_port = extra
+    kafka_dir = workdir / "kafka"
     kafka_env = {**os.environ, "KAFKA_PORT": str(kafka_port), "KAFKA_SASL_PORT": str(sasl_port),
-                 "KAFKA_DATA_DIR": str(workdir / "kafka"), "KAFKA_HEAP": "768m"}
+                 "KAFKA_SSL_PORT": str(ssl_port), "KAFKA_SASL_SSL_PORT": str(sasl_ssl_port),
+                 "KAFKA_DATA_DIR": str(kafka_dir), "KAFKA_HEAP": "768m",
+                 "KAFKA_PYTHON": sys.executable}
     redis_env = {**os.environ, "REDIS_PORT": str(redis_port),
                  "REDIS_DATA_DIR": str(workdir / "redis")}
     kafka_sh, redis_sh = REPO / "infra/kafka/kafka.sh", REPO / "infra/redis/redis.sh"
@@ -85,11 +100,58 @@ def local_services(workdir: Path) -> Iterator[Services]:
         subprocess.run([redis_sh, "start"], env=redis_env, check=True, timeout=120)
         try:
             yield Services(f"127.0.0.1:{kafka_port}", f"redis://127.0.0.1:{redis_port}/0", "",
-                           "local", kafka_sasl_bootstrap=f"127.0.0.1:{sasl_port}")
+                           "local", kafka_sasl_bootstrap=f"127.0.0.1:{sasl_port}",
+                           kafka_ssl_bootstrap=f"127.0.0.1:{ssl_port}",
+                           kafka_sasl_ssl_bootstrap=f"127.0.0.1:{sasl_ssl_port}",
+                           kafka_ca_file=str(kafka_dir / "tls" / "ca.pem"),
+                           kafka_data_dir=str(kafka_dir))
         finally:
             subprocess.run([redis_sh, "stop"], env=redis_env, timeout=60)
     finally:
         subprocess.run([kafka_sh, "stop"], env=kafka_env, timeout=60)
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    """A three-node KRaft cluster run by ``infra/kafka/cluster.sh`` (node ids 1, 2, 3)."""
+
+    bootstrap: str
+    env: dict[str, str]
+
+    def node_port(self, node: int) -> int:
+        return int(self.bootstrap.split(",")[node - 1].rsplit(":", 1)[1])
+
+    def _run(self, *args: str, timeout: float = 300) -> None:
+        subprocess.run([REPO / "infra/kafka/cluster.sh", *args], env=self.env, check=True,
+                       timeout=timeout)
+
+    def kill_node(self, node: int) -> None:
+        """SIGKILL node ``node``'s JVM and return once it is gone."""
+        self._run("kill-node", str(node), timeout=60)
+
+    def start_node(self, node: int) -> None:
+        """Start node ``node`` again on its ports and folder; returns once it answers."""
+        self._run("start-node", str(node))
+
+
+@contextmanager
+def local_cluster(workdir: Path, heap: str = "384m") -> Iterator[LocalCluster]:
+    """Three combined broker+controller nodes on free ports of 127.0.0.1 in ``workdir``;
+    stopped (all nodes) on exit."""
+    ports: list[int] = []
+    while len(ports) < 3:
+        port = free_port(pair=True)
+        if not {port, port + 1} & {p + d for p in ports for d in (-1, 0, 1)}:
+            ports.append(port)
+    env = {**os.environ, "KAFKA_CLUSTER_DIR": str(workdir),
+           "KAFKA_CLUSTER_PORTS": ",".join(map(str, ports)), "KAFKA_HEAP": heap,
+           "KAFKA_PYTHON": sys.executable, "KAFKA_START_TIMEOUT": "300"}
+    cluster = LocalCluster(",".join(f"127.0.0.1:{p}" for p in ports), env)
+    try:
+        cluster._run("start", timeout=600)
+        yield cluster
+    finally:
+        subprocess.run([REPO / "infra/kafka/cluster.sh", "stop"], env=env, timeout=120)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -5,12 +5,25 @@
 #   infra/kafka/kafka.sh start           format storage if new, start, wait until it answers
 #   infra/kafka/kafka.sh stop            stop it cleanly (SIGTERM, then wait)
 #   infra/kafka/kafka.sh status          exit 0 if it answers a metadata request
+#   infra/kafka/kafka.sh kill            SIGKILL it (a crash, for fault tests)
+#   infra/kafka/kafka.sh client-cert NAME [DIR]
+#                                        issue a client certificate CN=NAME signed by the local
+#                                        CA (mutual TLS): DIR/NAME.pem + DIR/NAME.key
 #
 # Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (KAFKA_PORT+1), KAFKA_SASL_PORT
-# (empty: no SASL listener; set: a SASL_PLAINTEXT/SCRAM-SHA-512 listener and the
-# StandardAuthorizer, PLAINTEXT clients stay super users), KAFKA_DATA_DIR
+# (empty: no SASL listener; set: a SASL_PLAINTEXT/SCRAM-SHA-512 listener), KAFKA_SSL_PORT
+# (set: an SSL listener that requires a client certificate, principal = its CN),
+# KAFKA_SASL_SSL_PORT (set: a SASL_SSL/SCRAM-SHA-512 listener). Any of the three turns on the
+# StandardAuthorizer (PLAINTEXT clients stay super users). TLS listeners use certificates made
+# at the first start in $KAFKA_DATA_DIR/tls (a local CA, ca.pem; a broker certificate for
+# 127.0.0.1 and localhost) with openssl, PEM keystores, nothing committed. KAFKA_DATA_DIR
 # (.registry-data/kafka), KAFKA_HEAP (512m),
 # KAFKA_JARS_CACHE (~/.cache/credit-registry/kafka-<version>), KAFKA_START_TIMEOUT (90).
+# One node of a cluster (infra/kafka/cluster.sh sets these): KAFKA_NODE_ID (1),
+# KAFKA_QUORUM_VOTERS (1@127.0.0.1:<controller port>), KAFKA_CLUSTER_ID (random at format),
+# KAFKA_INTERNAL_REPLICATION (1: replicas of the offsets/transaction topics and of auto-created
+# topics; their min ISR is 2 when it is 3), KAFKA_START_WAIT (1; 0: start returns once the JVM
+# is launched, as a lone node of a three-voter quorum cannot answer before the others run).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -19,10 +32,13 @@ version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/pom.
 port="${KAFKA_PORT:-9092}"
 cport="${KAFKA_CONTROLLER_PORT:-$((port + 1))}"
 sasl_port="${KAFKA_SASL_PORT:-}"
+ssl_port="${KAFKA_SSL_PORT:-}"
+sasl_ssl_port="${KAFKA_SASL_SSL_PORT:-}"
 data="${KAFKA_DATA_DIR:-$repo/.registry-data/kafka}"
 heap="${KAFKA_HEAP:-512m}"
 cache="${KAFKA_JARS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/credit-registry/kafka-$version}"
 timeout="${KAFKA_START_TIMEOUT:-90}"
+tls="$data/tls"
 pidfile="$data/broker.pid"
 log="$data/broker.log"
 
@@ -44,8 +60,49 @@ resolve_jars() {
   touch "$cache/.complete"
 }
 
+# A local CA and a broker certificate (SAN 127.0.0.1, localhost), made once per data folder and
+# kept across restarts so clients' trust stays valid. Keys are PKCS#8 PEM, unencrypted, mode 600.
+make_tls() {
+  [ -f "$tls/broker.pem" ] && return 0
+  command -v openssl >/dev/null || { say "openssl is needed for the TLS listeners"; return 1; }
+  say "generating a local CA and broker certificate in $tls"
+  mkdir -p "$tls"; chmod 700 "$tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 825 -subj "/CN=credit-registry local CA" \
+    -keyout "$tls/ca.key" -out "$tls/ca.pem" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    2>/dev/null
+  issue_cert broker "$tls" "subjectAltName=IP:127.0.0.1,DNS:localhost" "extendedKeyUsage=serverAuth,clientAuth"
+  # Kafka's PEM keystore: the private key followed by the certificate chain, one file.
+  cat "$tls/broker.key" "$tls/broker.pem" > "$tls/broker-keystore.pem"
+  chmod 600 "$tls"/*.key "$tls/broker-keystore.pem"
+}
+
+# issue_cert NAME DIR [EXT...]: DIR/NAME.key + DIR/NAME.pem (CN=NAME) signed by the local CA.
+issue_cert() {
+  local name="$1" dir="$2"; shift 2
+  local ext; ext="$(mktemp)"
+  printf 'basicConstraints=CA:FALSE\n' > "$ext"
+  if [ "$#" -gt 0 ]; then printf '%s\n' "$@" >> "$ext"; else printf 'extendedKeyUsage=clientAuth\n' >> "$ext"; fi
+  mkdir -p "$dir"
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$dir/$name.key" 2>/dev/null
+  chmod 600 "$dir/$name.key"
+  openssl req -new -key "$dir/$name.key" -subj "/CN=$name" -out "$dir/$name.csr" 2>/dev/null
+  openssl x509 -req -sha256 -days 825 -in "$dir/$name.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+    -set_serial "0x$(openssl rand -hex 12)" -extfile "$ext" -out "$dir/$name.pem" 2>/dev/null
+  rm -f "$dir/$name.csr" "$ext"
+}
+
+client_cert() {
+  local name="${1:?usage: kafka.sh client-cert NAME [DIR]}" dir="${2:-$tls/clients}"
+  [ -f "$tls/ca.key" ] || { say "no local CA in $tls (start the broker with a TLS port first)"; return 1; }
+  issue_cert "$name" "$dir"
+  say "client certificate $dir/$name.pem, key $dir/$name.key"
+}
+
 write_config() {
   mkdir -p "$data/logs"
+  local rf="${KAFKA_INTERNAL_REPLICATION:-1}" min_isr=1
+  if [ "$rf" -ge 3 ]; then min_isr=2; fi
   local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
   local advertised="PLAINTEXT://127.0.0.1:$port"
   local protomap="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
@@ -54,10 +111,20 @@ write_config() {
     advertised="$advertised,SASL_PLAINTEXT://127.0.0.1:$sasl_port"
     protomap="$protomap,SASL_PLAINTEXT:SASL_PLAINTEXT"
   fi
+  if [ -n "$ssl_port" ]; then
+    listeners="$listeners,SSL://127.0.0.1:$ssl_port"
+    advertised="$advertised,SSL://127.0.0.1:$ssl_port"
+    protomap="$protomap,SSL:SSL"
+  fi
+  if [ -n "$sasl_ssl_port" ]; then
+    listeners="$listeners,SASL_SSL://127.0.0.1:$sasl_ssl_port"
+    advertised="$advertised,SASL_SSL://127.0.0.1:$sasl_ssl_port"
+    protomap="$protomap,SASL_SSL:SASL_SSL"
+  fi
   cat > "$data/server.properties" <<PROPS
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$cport
+node.id=${KAFKA_NODE_ID:-1}
+controller.quorum.voters=${KAFKA_QUORUM_VOTERS:-1@127.0.0.1:$cport}
 listeners=$listeners
 advertised.listeners=$advertised
 listener.security.protocol.map=$protomap
@@ -65,14 +132,14 @@ controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$data/logs
 num.partitions=1
-default.replication.factor=1
-offsets.topic.replication.factor=1
+default.replication.factor=$rf
+offsets.topic.replication.factor=$rf
 offsets.topic.num.partitions=6
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$min_isr
 transaction.state.log.num.partitions=6
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$min_isr
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 message.max.bytes=2097152
@@ -80,16 +147,41 @@ log.retention.hours=720
 log.segment.bytes=268435456
 sasl.enabled.mechanisms=SCRAM-SHA-512
 PROPS
-  if [ -n "$sasl_port" ]; then
-    # Only the SASL listener is subject to ACLs: PLAINTEXT and CONTROLLER clients (the broker
-    # itself, the tests, the local stack) are User:ANONYMOUS, a super user. Lenders get SCRAM
-    # users and ACLs at runtime (registry lender add); nothing is allowed without an ACL.
+  if [ -n "$sasl_port$ssl_port$sasl_ssl_port" ]; then
+    # Only the SASL and TLS listeners are subject to ACLs: PLAINTEXT and CONTROLLER clients
+    # (the broker itself, the tests, the local stack) are User:ANONYMOUS, a super user. Lenders
+    # get SCRAM users and ACLs at runtime (registry lender add); nothing is allowed without an
+    # ACL. A TLS client's principal is its certificate's CN (User:<CN>), so a lender's
+    # certificate CN=L gets the same ACLs as its SCRAM user L.
     cat >> "$data/server.properties" <<PROPS
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 allow.everyone.if.no.acl.found=false
 super.users=User:ANONYMOUS;User:registry-admin
+ssl.principal.mapping.rules=RULE:^CN=([^,]+)\$/\$1/,RULE:^CN=([^,]+),.*\$/\$1/,DEFAULT
+PROPS
+  fi
+  if [ -n "$sasl_port" ]; then
+    cat >> "$data/server.properties" <<PROPS
 listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512
 listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+PROPS
+  fi
+  if [ -n "$ssl_port$sasl_ssl_port" ]; then
+    make_tls
+    cat >> "$data/server.properties" <<PROPS
+ssl.keystore.type=PEM
+ssl.keystore.location=$tls/broker-keystore.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$tls/ca.pem
+ssl.enabled.protocols=TLSv1.3,TLSv1.2
+ssl.endpoint.identification.algorithm=https
+listener.name.ssl.ssl.client.auth=required
+PROPS
+  fi
+  if [ -n "$sasl_ssl_port" ]; then
+    cat >> "$data/server.properties" <<PROPS
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 PROPS
   fi
   if [ -n "${KAFKA_EXTRA_PROPERTIES:-}" ]; then printf '%s\n' "$KAFKA_EXTRA_PROPERTIES" >> "$data/server.properties"; fi
@@ -103,12 +195,20 @@ running_pid() {
   kill -0 "$pid" 2>/dev/null && printf '%s' "$pid"
 }
 
+# The Python that checks readiness: KAFKA_PYTHON, else the repository's venv, else python3 if it
+# has aiokafka (a worktree has no venv of its own; the tests pass their interpreter).
+readiness_python() {
+  local py
+  for py in "${KAFKA_PYTHON:-}" "$repo/.venv/bin/python" python3; do
+    [ -n "$py" ] && "$py" -c 'import aiokafka' 2>/dev/null && { printf '%s' "$py"; return 0; }
+  done
+  return 1
+}
+
 answers() {
-  # A metadata request through the broker's own admin tooling would need a JVM start (~2 s);
-  # a Python aiokafka metadata call is faster when the project venv exists, else use the JVM.
-  local py="$repo/.venv/bin/python"
-  if [ -x "$py" ]; then
-    "$py" - "$port" <<'PY' 2>/dev/null
+  # A metadata request from aiokafka (~0.3 s; the JVM admin tools are not in the jar set).
+  local py; py="$(readiness_python)" || { say "no Python with aiokafka: set KAFKA_PYTHON"; return 1; }
+  "$py" - "${1:-$port}" <<'PY' 2>/dev/null
 import asyncio, sys
 from aiokafka.admin import AIOKafkaAdminClient
 async def main() -> None:
@@ -120,10 +220,6 @@ async def main() -> None:
         await admin.close()
 asyncio.run(asyncio.wait_for(main(), 8))
 PY
-  else
-    java -cp "$(classpath)" org.apache.kafka.tools.BrokerApiVersionsCommand \
-      --bootstrap-server "127.0.0.1:$port" >/dev/null 2>&1
-  fi
 }
 
 start() {
@@ -132,17 +228,19 @@ start() {
   write_config
   if [ ! -f "$data/logs/meta.properties" ]; then
     say "formatting KRaft storage in $data/logs"
-    local cluster; cluster="$(java -cp "$(classpath)" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
+    local cluster="${KAFKA_CLUSTER_ID:-}"
+    [ -n "$cluster" ] || cluster="$(java -cp "$(classpath)" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
     java -cp "$(classpath)" kafka.tools.StorageTool format -t "$cluster" \
       -c "$data/server.properties" --ignore-formatted >/dev/null
   fi
-  say "starting broker on 127.0.0.1:$port (controller $cport${sasl_port:+, SASL $sasl_port})"
+  say "starting broker on 127.0.0.1:$port (controller $cport${sasl_port:+, SASL $sasl_port}${ssl_port:+, SSL $ssl_port}${sasl_ssl_port:+, SASL_SSL $sasl_ssl_port})"
   # setsid: the broker gets its own session, so a Ctrl-C meant for the caller reaches it only
   # through our stop(), which waits for a clean shutdown.
   setsid java -Xmx"$heap" -Xms128m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Dlog4j2.configurationFile="$here/log4j2.yaml" ${KAFKA_OPTS:-} \
     -cp "$(classpath)" kafka.Kafka "$data/server.properties" >"$log" 2>&1 < /dev/null &
   echo $! > "$pidfile"
+  if [ "${KAFKA_START_WAIT:-1}" = 0 ]; then say "launched (pid $!), not waiting"; return 0; fi
   local deadline=$((SECONDS + timeout))
   until answers; do
     if ! running_pid >/dev/null; then say "broker exited; last lines of $log:"; tail -n 30 "$log" >&2; return 1; fi
@@ -165,11 +263,22 @@ stop() {
   rm -f "$pidfile"
 }
 
+crash() {
+  local pid
+  if ! pid="$(running_pid)"; then rm -f "$pidfile"; say "not running"; return 0; fi
+  say "SIGKILL broker (pid $pid)"
+  kill -KILL "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  rm -f "$pidfile"
+}
+
 case "${1:-}" in
   jars) resolve_jars; say "jars in $cache" ;;
   start) start ;;
   stop) stop ;;
+  kill) crash ;;
   status) answers ;;
   classpath) resolve_jars; classpath; echo ;;
-  *) echo "usage: $0 jars|start|stop|status|classpath" >&2; exit 2 ;;
+  client-cert) shift; client_cert "$@" ;;
+  *) echo "usage: $0 jars|start|stop|kill|status|classpath|client-cert NAME [DIR]" >&2; exit 2 ;;
 esac
