@@ -20,12 +20,13 @@ is in flight, the rows of ``inquiries``; both must be equal (every answer has it
 count of answers received can be lower by at most ``connections`` per run: requests still in
 flight when wrk stops are answered and recorded, but wrk no longer reads them.
 
-``background``: an optional callable run around each measured round, for measuring under load
-(``measure(..., background=fn)``: ``fn(info)`` returns a context manager; ``info`` has the
-port and the pid of the serve process). ``--ingest-rate R`` is the built-in one: the serve
+Under load (the ``ingesting`` round, between the two idle ones): ``background`` is an optional
+callable entered around the measured run (``measure(..., background=fn)``: ``fn(info)``
+returns a context manager; ``info`` has the port and the pid of the serve process), e.g. a
+lender simulator feeding a pipeline. ``--ingest-rate R`` is the built-in one: the serve
 process inserts daily rows for random borrowers at R rows/s in 0.5 s batches through the same
-facade the sink uses, i.e. the ClickHouse write load of a sink at that rate (not the stream
-processor's CPU).
+facade the sink uses, i.e. the ClickHouse write load of a sink at that rate in the same
+process (not the stream processor's CPU: that needs the lead's reworked pipeline).
 """
 
 from __future__ import annotations
@@ -231,8 +232,9 @@ def measure(borrowers: int, days: int, port: int, *, seconds: float = 20.0,
             ingest_rate: float = 0.0, merged: bool = True) -> dict[str, Any]:
     """Load the data in a serve subprocess, then run the wrk rounds (see the module doc).
 
-    ``ingest_rate`` > 0 starts the built-in sink-like write load (rows/s) during each measured
-    run; ``background`` is any other load, started around each measured run."""
+    Rounds: idle on fresh parts (the top-level figures); ``ingesting`` when ``ingest_rate`` > 0
+    (the built-in sink-like write load, rows/s) or ``background`` is given (any other load,
+    entered around the measured run); ``merged``: idle after ``OPTIMIZE ... FINAL``."""
     folder = Path(tempfile.mkdtemp(prefix="bench-query-ch-"))
     ids = folder / "ids.txt"
     cmd = [sys.executable, "-m", "bench.query", "serve", "--dir", str(folder), "--borrowers",
@@ -241,22 +243,24 @@ def measure(borrowers: int, days: int, port: int, *, seconds: float = 20.0,
     proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     info = {"port": port, "pid": proc.pid}
-    if ingest_rate > 0:
-        background = _toggle_ingest(proc, background)
+    loaded = _toggle_ingest(proc, background) if ingest_rate > 0 else background
     try:
         ready = _next_json(proc)
         if not ready:
             raise RuntimeError(f"query server failed:\n{proc.stderr.read()[-2500:]}")
-        fresh = _round(port, ids, seconds, connections, background, info)
+        idle = _round(port, ids, seconds, connections, None, info)
         result: dict[str, Any] = {
             "borrowers": borrowers, "days": days, "rows": ready["rows"],
             "load_s": round(ready["load_s"], 1), "connections": connections,
-            "seconds": seconds, "ingest_rate": ingest_rate, **fresh}
+            "seconds": seconds, **idle}
+        if loaded is not None:
+            result["ingesting"] = {"ingest_rate": ingest_rate,
+                                   **_round(port, ids, seconds, connections, loaded, info)}
         if merged:
             proc.send_signal(signal.SIGUSR1)
             optimized = _next_json(proc)
             result["merged"] = {"parts": optimized.get("parts"),
-                                **_round(port, ids, seconds, connections, background, info)}
+                                **_round(port, ids, seconds, connections, None, info)}
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

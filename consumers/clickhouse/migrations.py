@@ -140,6 +140,9 @@ def apply_migrations(ch: ClickHouse, directory: Path = MIGRATIONS_DIR, *,
     server or embedded) renders every statement for that cluster."""
     if cluster is None:
         cluster = os.environ.get("CLICKHOUSE_CLUSTER", "").strip()
+    if cluster:  # connect() created the database on the server it talks to only
+        ch.command(f"CREATE DATABASE IF NOT EXISTS {_quote(ch.database)} ON CLUSTER "
+                   f"{_quote(cluster)}")
     for statement in rendered(_SCHEMA_MIGRATIONS, cluster, ch.database):
         ch.command(statement)
     done = {row[0] for row in ch.query("SELECT name FROM schema_migrations")}
