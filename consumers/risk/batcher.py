@@ -4,9 +4,9 @@ one read.
 Every ``POST /api/v1/frequency`` needs a ClickHouse insert (its inquiry row) and a point read.
 In embedded mode all ClickHouse calls of a process go through one lock, so each costs its full
 price in series: ~5-8 ms of CPU for an insert however few rows it has, ~3-10 ms for a point
-read (profile in the README, Performance). :class:`FrequencyBatcher` runs them per batch
-instead: requests that arrive while a batch is at ClickHouse wait for the next one, and each
-batch is
+read (profile in the README, Performance, "Risk API latency"). :class:`FrequencyBatcher`
+runs them per batch instead: requests that arrive while a batch is at ClickHouse wait for the
+next one, and each batch is
 
 1. ONE insert of all its inquiry rows (:func:`record_inquiries`: one block, all or nothing),
 2. then ONE read of all its answers (:func:`answer_batch`), after the insert returned.

@@ -30,7 +30,7 @@ _CENT = Decimal("0.01")
 
 #: Point-read settings (per query): one read thread. A point range of a few granules gains
 #: nothing from parallel reading and pays thread start-up on every query (profile in
-#: ``bench/query.py``'s docstring).
+#: the README, Performance, "Risk API latency").
 POINT_READ_SETTINGS: dict[str, Any] = {"max_threads": 1}
 
 #: ONE query for a batch of asks: the daily rows (kind 0) and the inquiries (kind 1) of every
