@@ -13,7 +13,9 @@ full scale), writes a sample of the raw ids to F (one a line), serves the real a
 records an inquiry row, as in production). Rounds: once right after the load (ten freshly
 inserted parts, merges running: a pessimistic case) and once after ``OPTIMIZE ... FINAL`` (all
 parts merged, the state background merges approach). Each round: a short warm-up run, then the
-measured run; wrk reports p50/p95/p99/p99.9 (its own latency histogram) and answers/s.
+measured run; wrk reports p50/p95/p99/p99.9 (its own latency histogram) and answers/s, and
+the serve process's CPU time per answer (``/proc``, all threads) gives a figure that the rest
+of a shared machine's load does not move much.
 
 Answers vs inquiry rows: the serve process counts the 200 answers it sent and, once no request
 is in flight, the rows of ``inquiries``; both must be equal (every answer has its row). wrk's
@@ -208,12 +210,21 @@ def _counts(port: int) -> dict[str, int]:
         return json.loads(r.read())
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid``, all its threads (chDB's included), from
+    ``/proc/<pid>/stat``: what the answers cost whatever else the machine is running."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _round(port: int, ids: Path, seconds: float, connections: int,
            background: Background | None, info: dict[str, Any]) -> dict[str, Any]:
     warm = wrk(port, ids, WARMUP_S, connections)
     before = _counts(port)
+    cpu_before = cpu_seconds(info["pid"])
     with background(info) if background is not None else contextlib.nullcontext():
         run = wrk(port, ids, seconds, connections)
+    cpu = cpu_seconds(info["pid"]) - cpu_before
     after = _counts(port)
     answered = after["answered"] - before["answered"]
     rows = after["inquiry_rows"] - before["inquiry_rows"]
@@ -224,6 +235,7 @@ def _round(port: int, ids: Path, seconds: float, connections: int,
     keys = ("p50", "p95", "p99", "p99.9", "max", "mean", "answers_per_s", "answers")
     return {**{k: run[k] for k in keys}, "errors": run["requests"] - run["answers"],
             "answers_sent": answered, "inquiry_rows": rows,
+            "server_cpu_ms_per_answer": round(1000 * cpu / max(1, answered), 2),
             "warmup_answers": warm["answers"]}
 
 
