@@ -68,6 +68,7 @@ def serve(folder: Path, borrowers: int, days: int, port: int, ids_out: Path,
           ingest_rate: float = 0.0) -> None:
     from aiohttp import web
 
+    from consumers.api.frequency_routes import HANDLER_KEY
     from consumers.api.server import build_app
     from consumers.clickhouse.client import connect
     from consumers.clickhouse.migrations import apply_migrations
@@ -125,8 +126,10 @@ def serve(folder: Path, borrowers: int, days: int, port: int, ids_out: Path,
         async with idle:
             await idle.wait_for(lambda: state["in_flight"] == 0)
         rows = await asyncio.to_thread(ch.query, "SELECT count() FROM inquiries")
+        batcher = getattr(app[HANDLER_KEY], "_batcher", None)  # absent before group commit
         return web.json_response({"answered": state["answered"],
-                                  "inquiry_rows": int(rows[0][0])})
+                                  "inquiry_rows": int(rows[0][0]),
+                                  "batches": getattr(batcher, "batches", 0)})
 
     app.middlewares.append(count_answers)
     app.router.add_get("/bench/inquiries", inquiries)
@@ -236,6 +239,7 @@ def _round(port: int, ids: Path, seconds: float, connections: int,
     return {**{k: run[k] for k in keys}, "errors": run["requests"] - run["answers"],
             "answers_sent": answered, "inquiry_rows": rows,
             "server_cpu_ms_per_answer": round(1000 * cpu / max(1, answered), 2),
+            "mean_batch": round(answered / max(1, after["batches"] - before["batches"]), 1),
             "warmup_answers": warm["answers"]}
 
 
