@@ -18,10 +18,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[embedded,dev]"
 	@touch $(STAMP)
 
-setup: $(STAMP) ## install everything missing: venv + pip, redis-server, Kafka jars, chromium
+setup: $(STAMP) ## install everything missing: venv + pip, redis-server, Kafka jars, chromium, promtool
 	infra/redis/redis.sh install
 	infra/kafka/kafka.sh jars
 	infra/chromium.sh install
+	infra/prometheus/promtool.sh install
 
 run: setup ## start Kafka, Redis, the worker (+API, dashboard) and a lender simulator; Ctrl-C stops all
 	$(PY) -m streams.local_stack

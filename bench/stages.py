@@ -2,9 +2,10 @@
 
 Input: ``EVENTS`` loan events from the seeded simulator, encoded as lenders send them. Each
 stage runs over all of them, timed alone, in the worker's order: decode -> validate ->
-pseudonymise -> dedup + consent (one Redis script call per batch against the real Redis of
-``REDIS_URL``, in batches of ``BATCH`` as the admission agent does) -> the admitted hop (encode on
-``registry.admitted``, decode in the aggregation agent) -> aggregate (``Aggregator.process``)
+pseudonymise -> the validated hop (encode on ``registry.validated`` in bulk intake, decode in
+the stream agent) -> dedup + consent (one Redis script call per batch against the real Redis
+of ``REDIS_URL``, in batches of ``BATCH`` as the stream agent does) -> aggregate
+(``Aggregator.process``)
 -> state dump (the Faust table value) -> activity encode/decode -> sink rows
 (``consumers.rows``) -> one chDB insert of 20k ledger rows into a scratch database.
 """
@@ -48,14 +49,14 @@ def timed(fn: Callable[[], Any], n: int) -> tuple[float, Any]:
     return (time.perf_counter() - started) / n * 1e6, out
 
 
-def admitted_dict(rec: dict[str, Any], pseudonym: str, now_ms: int, offset: int
-                  ) -> dict[str, Any]:
-    """The AdmittedEvent the admission agent builds (streams.admission.Admission.decide)."""
+def validated_dict(rec: dict[str, Any], pseudonym: str, now_ms: int, offset: int
+                   ) -> dict[str, Any]:
+    """The ValidatedEvent bulk intake builds (streams.intake.validate.Validator)."""
     return {"borrower": pseudonym, "lender_id": rec["lender_id"], "event_id": rec["event_id"],
             "loan_id": rec["loan_id"], "event_type": rec["event_type"],
             "amount_minor": rec["amount_minor"], "currency": rec["currency"],
             "occurred_at_ms": rec["occurred_at_ms"], "product": rec["product"],
-            "admitted_at_ms": now_ms, "source_topic": f"lenders.{rec['lender_id']}.loans",
+            "appended_at_ms": now_ms, "source_topic": f"lenders.{rec['lender_id']}.loans",
             "source_partition": 0, "source_offset": offset}
 
 
@@ -111,7 +112,7 @@ def main() -> None:
                  for p, ev in zip(pseudonyms, events, strict=True)]
     us.update(asyncio.run(redis_stages(settings, keys, consent_q)))
 
-    admitted = [admitted_dict(r, p, now_ms, i)
+    admitted = [validated_dict(r, p, now_ms, i)
                 for i, (r, p) in enumerate(zip(recs, pseudonyms, strict=True))]
     by_partition: dict[int, list[list[dict[str, Any]]]] = {}
     for i in range(0, n, BATCH):
@@ -120,12 +121,16 @@ def main() -> None:
             parts.setdefault(partition_of(ev["borrower"], PARTITIONS), []).append(ev)
         for p, evs in parts.items():
             by_partition.setdefault(p, []).append(evs)
-    adm_codec = codec_for("registry.internal.AdmittedBatch")
+    val_codec = codec_for("registry.internal.ValidatedBatch")
     messages = [(p, evs) for p, batches in by_partition.items() for evs in batches]
-    us["admitted hop (encode)"], encoded = timed(
-        lambda: [(p, adm_codec.encode({"events": evs})) for p, evs in messages], n)
-    us["admitted hop (decode)"], decoded = timed(
-        lambda: [(p, adm_codec.decode(b)["events"]) for p, b in encoded], n)
+    us["validated hop (encode)"], encoded = timed(
+        lambda: [(p, val_codec.encode({"events": evs, "erase": None})) for p, evs in messages],
+        n)
+    us["validated hop (decode)"], decoded = timed(
+        lambda: [(p, val_codec.decode(b)["events"]) for p, b in encoded], n)
+    for _, evs in decoded:
+        for ev in evs:
+            ev["admitted_at_ms"] = now_ms
 
     aggregator = Aggregator(BucketPolicy(Calendar(settings.tz), settings.grace_hours * HOUR_MS,
                                          settings.hourly_state_hours * HOUR_MS))

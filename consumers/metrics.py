@@ -1,34 +1,49 @@
-"""A tiny Prometheus registry: counters, gauges and histograms rendered as text format 0.0.4.
+"""The registry's metrics, on Prometheus' own client library (``prometheus_client``).
 
-Why not ``prometheus_client``: the registry needs three metric kinds, one process, no
-multiprocess mode and no push gateway; a hundred lines we own beat a dependency whose global
-default registry leaks between tests.
+``prometheus_client`` keeps the series, their locking and the exposition formats (text 0.0.4,
+and OpenMetrics when a scraper asks for it); this module only fixes the registry's metric
+names and keeps the call sites short: label values are passed positionally, in the order the
+metric declares its label names (``METRICS.events_rejected.inc(lender, reason)``,
+``METRICS.events_in.inc(lender, amount=n)``, ``METRICS.sink_batch_rows.observe(rows)``).
 
 What is promised:
 
-* Increments are one dict lookup and one add, keyed by the tuple of label *values* given
-  positionally in the order the metric declared its label names. They are meant to be called
-  from the event-loop thread (the worker, the API); they take no lock, so two threads racing on
-  the same series could lose an increment.
-* ``render()`` yields a valid text exposition: a ``# HELP`` and ``# TYPE`` line per metric, then
-  one sample per line; label values are escaped (``\\``, ``"`` and newline), histogram buckets
-  are cumulative and end with ``le="+Inf"`` equal to ``_count``.
-* A wrong number of label values raises :class:`MetricsError` instead of silently creating a
-  differently-shaped series.
+* Each :class:`Metrics` owns its own :class:`prometheus_client.CollectorRegistry`; nothing is
+  registered in the library's global default registry, so instances (tests, a worker
+  re-executed in place) never collide. The process-wide instance is :data:`METRICS`.
+* Besides the registry's own metrics, a scrape carries the process metrics (CPU seconds,
+  resident and virtual memory, open and maximum file descriptors, start time), ``python_info``
+  and the Python garbage collector's counts, from the library's collectors.
+* The per-series ``*_created`` samples are turned off (:func:`disable_created_metrics`, a
+  process-wide switch of the library): the exposition holds exactly the names the README lists.
+* A wrong number of label values, a negative counter increment, or a name outside the classic
+  Prometheus name rules raises :class:`MetricsError` instead of silently creating a
+  differently-shaped series. The library's own locks make
+  increments safe from any thread.
+* ``registry_freshness_watermark_seconds`` is computed at scrape time from a source set with
+  :meth:`Metrics.watch_freshness` (the risk API's ``as_of``); while that is unknown, or no
+  source is set, the metric has no sample at all rather than a misleading 0.
 
-The names of the registry's own metrics are fixed in :class:`Metrics`; dashboards and alerts
-depend on them.
+The names are fixed in :class:`Metrics`; the Grafana dashboard (``infra/grafana``) and the
+alert rules (``infra/prometheus/alerts.yml``) depend on them, and tests check both against a
+real scrape.
 """
 
 from __future__ import annotations
 
-import math
-from bisect import bisect_left
-from collections.abc import Iterable, Sequence
-from itertools import pairwise
-from typing import TypeVar
+import logging
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+import prometheus_client as prom
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder
+
+log = logging.getLogger(__name__)
+
+#: Content type of :meth:`Registry.render` (Prometheus text format 0.0.4).
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 #: Buckets for durations in seconds (ClickHouse inserts, API queries).
 SECONDS_BUCKETS: tuple[float, ...] = (
@@ -39,193 +54,201 @@ ROWS_BUCKETS: tuple[float, ...] = (
     1, 10, 50, 100, 500, 1000, 2500, 5000, 10000, 20000, 50000, 100000,
 )
 
+prom.disable_created_metrics()
+
+# The classic (pre-UTF-8) name rules: what PromQL selects without quoting, and what the old
+# hand-written registry enforced. prometheus_client itself now accepts any UTF-8 name.
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
 
 class MetricsError(ValueError):
     """A metric used against its declaration (wrong label count, bad name or buckets)."""
 
 
-def _format_value(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return repr(float(value))
-
-
-def escape_label_value(value: str) -> str:
-    """Escape a label value as the text format requires: backslash, double quote, newline."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _labels_text(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
-    parts = [f'{n}="{escape_label_value(v)}"' for n, v in zip(names, values, strict=True)]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
-
-
-def _check_name(name: str) -> None:
-    ok = name and (name[0].isalpha() or name[0] in "_:")
-    if not ok or not all(c.isalnum() or c in "_:" for c in name):
-        raise MetricsError(f"invalid metric or label name {name!r}")
-
-
 class _Metric:
-    kind = "untyped"
+    """One named metric of a :class:`Registry`, backed by a ``prometheus_client`` metric."""
 
-    def __init__(self, name: str, help_text: str, labelnames: Sequence[str] = ()) -> None:
-        _check_name(name)
+    def __init__(self, name: str, labelnames: Sequence[str]) -> None:
+        if not _METRIC_NAME.fullmatch(name):
+            raise MetricsError(f"invalid metric name {name!r}")
         for label in labelnames:
-            _check_name(label)
-            if label == "le" or label.startswith("__"):
-                raise MetricsError(f"reserved label name {label!r}")
+            if not _LABEL_NAME.fullmatch(label) or label.startswith("__") or label == "le":
+                raise MetricsError(f"{name}: invalid or reserved label name {label!r}")
         self.name = name
-        self.help = help_text
         self.labelnames: tuple[str, ...] = tuple(labelnames)
-        self._arity = len(self.labelnames)
 
-    def _key(self, labelvalues: tuple[str, ...]) -> tuple[str, ...]:
-        if len(labelvalues) != self._arity:
+    def attach(self, registry: prom.CollectorRegistry) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _check(self, labelvalues: tuple[str, ...]) -> None:
+        if len(labelvalues) != len(self.labelnames):
             raise MetricsError(
                 f"{self.name} takes labels {self.labelnames}, got {len(labelvalues)} values"
             )
-        return labelvalues
 
-    def header(self) -> list[str]:
-        return [f"# HELP {self.name} {_escape_help(self.help)}", f"# TYPE {self.name} {self.kind}"]
+    def _samples(self, suffix: str = "") -> dict[tuple[str, ...], float]:
+        """The current samples named ``name + suffix``, keyed by their label values."""
+        out: dict[tuple[str, ...], float] = {}
+        for family in self._collector.collect():
+            for sample in family.samples:
+                if sample.name == self.name + suffix:
+                    out[tuple(sample.labels[n] for n in self.labelnames)] = sample.value
+        return out
 
-    def samples(self) -> Iterable[str]:  # pragma: no cover - overridden
-        return ()
-
-    def render(self) -> str:
-        return "\n".join([*self.header(), *self.samples()]) + "\n"
+    _collector: Any
 
 
-class Counter(_Metric):
+class _Wrapped(_Metric):
+    """A metric kept by one ``prometheus_client`` metric object (with or without labels)."""
+
+    _factory: Any = None
+
+    def __init__(self, name: str, help_text: str, labelnames: Sequence[str] = (),
+                 **kwargs: Any) -> None:
+        super().__init__(name, labelnames)
+        self.help = help_text
+        self._kwargs = kwargs
+        try:  # validate names and buckets now, not at registration
+            self._make(None)
+        except ValueError as exc:
+            raise MetricsError(f"{name}: {exc}") from None
+        self._collector: Any = None
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def _make(self, registry: prom.CollectorRegistry | None) -> Any:
+        return self._factory(self.name, self.help, self.labelnames, registry=registry,
+                             **self._kwargs)
+
+    def attach(self, registry: prom.CollectorRegistry) -> None:
+        self._collector = self._make(registry)
+
+    def _child(self, labelvalues: tuple[str, ...]) -> Any:
+        child = self._children.get(labelvalues)
+        if child is None:
+            self._check(labelvalues)
+            if self._collector is None:
+                raise MetricsError(f"{self.name} is not registered in a Registry")
+            child = self._collector.labels(*labelvalues) if self.labelnames else self._collector
+            self._children[labelvalues] = child
+        return child
+
+
+class Counter(_Wrapped):
     """A monotonically increasing count. ``inc("lender-a")`` for a metric labelled ``lender``."""
 
-    kind = "counter"
-
-    def __init__(self, name: str, help_text: str, labelnames: Sequence[str] = ()) -> None:
-        super().__init__(name, help_text, labelnames)
-        self._values: dict[tuple[str, ...], float] = {} if labelnames else {(): 0.0}
+    _factory = prom.Counter
 
     def inc(self, *labelvalues: str, amount: float = 1.0) -> None:
         """Add ``amount`` (>= 0) to the series named by ``labelvalues``."""
         if amount < 0:
             raise MetricsError(f"{self.name}: counters only go up (amount={amount})")
-        key = self._key(labelvalues)
-        self._values[key] = self._values.get(key, 0.0) + amount
+        self._child(labelvalues).inc(amount)
 
     def value(self, *labelvalues: str) -> float:
-        return self._values.get(self._key(labelvalues), 0.0)
-
-    def samples(self) -> Iterable[str]:
-        for key, value in sorted(self._values.items()):
-            yield f"{self.name}{_labels_text(self.labelnames, key)} {_format_value(value)}"
+        self._check(labelvalues)
+        return self._samples().get(labelvalues, 0.0)
 
 
-class Gauge(_Metric):
+class Gauge(_Wrapped):
     """A value that is set (or moved up and down); series can be removed when they vanish."""
 
-    kind = "gauge"
-
-    def __init__(self, name: str, help_text: str, labelnames: Sequence[str] = ()) -> None:
-        super().__init__(name, help_text, labelnames)
-        self._values: dict[tuple[str, ...], float] = {}
+    _factory = prom.Gauge
 
     def set(self, value: float, *labelvalues: str) -> None:
-        self._values[self._key(labelvalues)] = float(value)
+        self._child(labelvalues).set(value)
 
     def inc(self, *labelvalues: str, amount: float = 1.0) -> None:
-        key = self._key(labelvalues)
-        self._values[key] = self._values.get(key, 0.0) + amount
+        self._child(labelvalues).inc(amount)
 
     def dec(self, *labelvalues: str, amount: float = 1.0) -> None:
-        self.inc(*labelvalues, amount=-amount)
+        self._child(labelvalues).dec(amount)
 
     def value(self, *labelvalues: str) -> float | None:
-        return self._values.get(self._key(labelvalues))
+        self._check(labelvalues)
+        return self._samples().get(labelvalues)
 
     def remove(self, *labelvalues: str) -> None:
-        self._values.pop(self._key(labelvalues), None)
+        """Stop exporting the series (no-op if it does not exist)."""
+        self._check(labelvalues)
+        self._children.pop(labelvalues, None)
+        if self.labelnames and self._collector is not None:
+            self._collector.remove(*labelvalues)
 
     def series(self) -> list[tuple[str, ...]]:
         """The label-value tuples currently exported."""
-        return list(self._values)
-
-    def samples(self) -> Iterable[str]:
-        for key, value in sorted(self._values.items()):
-            yield f"{self.name}{_labels_text(self.labelnames, key)} {_format_value(value)}"
+        return list(self._samples())
 
 
-class Histogram(_Metric):
+class Histogram(_Wrapped):
     """Observations counted into fixed buckets (upper bounds, inclusive) plus sum and count."""
 
-    kind = "histogram"
+    _factory = prom.Histogram
 
-    def __init__(
-        self,
-        name: str,
-        help_text: str,
-        buckets: Sequence[float],
-        labelnames: Sequence[str] = (),
-    ) -> None:
-        super().__init__(name, help_text, labelnames)
-        bounds = [float(b) for b in buckets if not math.isinf(b)]
-        if not bounds or any(a >= b for a, b in pairwise(bounds)):
-            raise MetricsError(f"{name}: buckets must be non-empty and strictly increasing")
-        self.bounds: tuple[float, ...] = tuple(bounds)
-        # Per series: [count in bucket 0..n-1, count above the last bound, sum].
-        self._series: dict[tuple[str, ...], list[float]] = {}
-        if not labelnames:
-            self._series[()] = [0.0] * (len(self.bounds) + 2)
+    def __init__(self, name: str, help_text: str, buckets: Sequence[float],
+                 labelnames: Sequence[str] = ()) -> None:
+        super().__init__(name, help_text, labelnames, buckets=tuple(buckets))
 
     def observe(self, value: float, *labelvalues: str) -> None:
-        key = self._key(labelvalues)
-        cells = self._series.get(key)
-        if cells is None:
-            cells = self._series[key] = [0.0] * (len(self.bounds) + 2)
-        cells[bisect_left(self.bounds, value)] += 1
-        cells[-1] += value
+        self._child(labelvalues).observe(value)
 
     def count(self, *labelvalues: str) -> int:
-        cells = self._series.get(self._key(labelvalues))
-        return int(sum(cells[:-1])) if cells else 0
+        self._check(labelvalues)
+        return int(self._samples("_count").get(labelvalues, 0))
 
-    def samples(self) -> Iterable[str]:
-        names = self.labelnames
-        for key, cells in sorted(self._series.items()):
-            running = 0.0
-            for bound, in_bucket in zip(self.bounds, cells, strict=False):
-                running += in_bucket
-                le = f'le="{_format_value(bound)}"'
-                yield f"{self.name}_bucket{_labels_text(names, key, le)} {_format_value(running)}"
-            running += cells[len(self.bounds)]
-            inf = 'le="+Inf"'
-            yield f"{self.name}_bucket{_labels_text(names, key, inf)} {_format_value(running)}"
-            yield f"{self.name}_sum{_labels_text(names, key)} {_format_value(cells[-1])}"
-            yield f"{self.name}_count{_labels_text(names, key)} {_format_value(running)}"
+
+class SourcedGauge(_Metric):
+    """An unlabelled gauge read from a callable at scrape time; no sample while it is None."""
+
+    def __init__(self, name: str, help_text: str) -> None:
+        super().__init__(name, ())
+        self.help = help_text
+        self._source: Callable[[], float | None] | None = None
+        self._collector = self
+
+    def attach(self, registry: prom.CollectorRegistry) -> None:
+        registry.register(self)
+
+    def set_source(self, source: Callable[[], float | None] | None) -> None:
+        self._source = source
+
+    def value(self) -> float | None:
+        if self._source is None:
+            return None
+        try:
+            return self._source()
+        except Exception:  # a broken source must not break the whole scrape
+            log.exception("metric %s: source failed", self.name)
+            return None
+
+    def describe(self) -> Iterable[Metric]:
+        return [GaugeMetricFamily(self.name, self.help)]
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(self.name, self.help)
+        value = self.value()
+        if value is not None:
+            family.add_metric([], float(value))
+        return [family]
 
 
 _M = TypeVar("_M", bound=_Metric)
 
 
 class Registry:
-    """An ordered set of metrics with unique names."""
+    """An ordered set of metrics with unique names, on a ``CollectorRegistry`` of its own."""
 
     def __init__(self) -> None:
+        self.collector_registry = prom.CollectorRegistry(auto_describe=True)
         self._metrics: dict[str, _Metric] = {}
 
     def register(self, metric: _M) -> _M:
         if metric.name in self._metrics:
             raise MetricsError(f"metric {metric.name!r} registered twice")
+        try:
+            metric.attach(self.collector_registry)
+        except ValueError as exc:  # a name clash with another metric's samples
+            raise MetricsError(f"{metric.name}: {exc}") from None
         self._metrics[metric.name] = metric
         return metric
 
@@ -233,8 +256,14 @@ class Registry:
         return self._metrics[name]
 
     def render(self) -> str:
-        """The whole registry in Prometheus text format 0.0.4."""
-        return "".join(metric.render() for metric in self._metrics.values())
+        """Everything registered, in Prometheus text format 0.0.4 (:data:`CONTENT_TYPE`)."""
+        return prom.generate_latest(self.collector_registry).decode()
+
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """Body and content type for a scrape whose ``Accept`` header is ``accept``:
+        OpenMetrics when the scraper asks for it, else text format 0.0.4."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.collector_registry), content_type
 
 
 class Metrics(Registry):
@@ -242,6 +271,9 @@ class Metrics(Registry):
 
     def __init__(self) -> None:
         super().__init__()
+        prom.ProcessCollector(registry=self.collector_registry)
+        prom.PlatformCollector(registry=self.collector_registry)
+        prom.GCCollector(registry=self.collector_registry)
         r = self.register
         # --- admission ------------------------------------------------------------------
         self.events_in = r(Counter(
@@ -255,6 +287,10 @@ class Metrics(Registry):
         self.security_lender_mismatch = r(Counter(
             "registry_security_lender_mismatch_total",
             "Events whose lender_id differs from the lender owning the topic.", ["lender"]))
+        self.security_api_denied = r(Counter(
+            "registry_security_api_denied_total", "Risk API requests refused: reason "
+            "unauthorized (401, unknown or no token) or forbidden (403, scope missing).",
+            ["route", "reason"]))
         self.consent_records = r(Counter(
             "registry_consent_records_total", "Consent records applied, by action.",
             ["lender", "action"]))
@@ -270,6 +306,10 @@ class Metrics(Registry):
             SECONDS_BUCKETS))
         self.sink_failures = r(Counter(
             "registry_sink_failures_total", "Failed ClickHouse insert attempts."))
+        self.sink_dead_letters = r(Counter(
+            "registry_sink_dead_letter_rows_total",
+            "Rows ClickHouse refused (not an outage), written to the dead-letter table instead "
+            "of their target table, by target table.", ["table"]))
         # --- consumer lag -----------------------------------------------------------------
         self.consumer_lag_messages = r(Gauge(
             "registry_consumer_lag_messages", "Log-end offset minus committed offset.",
@@ -291,6 +331,23 @@ class Metrics(Registry):
         self.frequency_query_seconds = r(Histogram(
             "registry_frequency_query_seconds", "Duration of one frequency query.",
             SECONDS_BUCKETS))
+        self.freshness_watermark = r(SourcedGauge(
+            "registry_freshness_watermark_seconds",
+            "Unix time up to which frequency answers are complete (the risk API's as_of); "
+            "no sample while unknown."))
+
+    def watch_freshness(self, as_of_ms: Callable[[], int | None] | None) -> None:
+        """Export ``as_of_ms()`` (epoch ms, or None while unknown) as
+        ``registry_freshness_watermark_seconds``, read at each scrape."""
+        if as_of_ms is None:
+            self.freshness_watermark.set_source(None)
+            return
+
+        def seconds() -> float | None:
+            ms = as_of_ms()
+            return None if ms is None else ms / 1000.0
+
+        self.freshness_watermark.set_source(seconds)
 
 
 #: The process-wide registry incremented by the worker, the sink and the API.

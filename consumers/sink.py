@@ -19,6 +19,12 @@ again, possibly in different batches; tokens may then differ, and the tables' re
 (event identity, bucket + version, source coordinates) make the repeat collapse. Readers use
 FINAL. Cost: one insert per table per cycle, plus at most one INSERT ... SELECT per kind and
 partition when late events arrived.
+
+Erasures (``erase`` items, sent by the stream agent in partition order) run first in a cycle:
+the borrower's rows are deleted from every table and an audit row is written (once per
+request id); rows of that borrower that came BEFORE the erasure in the same batch are
+dropped, rows after it (a new consent and new events) are kept. A crash mid-erasure replays
+it; deleting again is harmless.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from consumers.clickhouse.client import ClickHouse
+from consumers.clickhouse.erasure import erase_borrower
 from consumers.clickhouse.errors import ClickHouseError
 from consumers.metrics import METRICS
 from consumers.recompute import recompute
@@ -56,6 +63,9 @@ log = logging.getLogger(__name__)
 
 ACTIVITY_BATCH = "registry.internal.ActivityBatch"
 CONSENT_CHANGE = "registry.internal.ConsentChange"
+#: tables whose rows start with the borrower pseudonym (what an erasure removes from a batch)
+BORROWER_TABLES = frozenset({"admitted_events", "borrower_daily", "borrower_hourly",
+                             "consent_audit"})
 _ROW_OF = {"ledger": ("admitted_events", ledger_row), "daily": ("borrower_daily", daily_row),
            "hourly": ("borrower_hourly", hourly_row)}
 
@@ -69,6 +79,20 @@ class Batch:
     offsets: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
     row_count: int = 0
     newest_admitted_ms: int = 0
+    #: erasures met in this batch, in order: (borrower, request id, institution)
+    erasures: list[tuple[str, str, str, int]] = field(default_factory=list)
+
+    def erase(self, borrower: str, request_id: str, institution: str, at_ms: int) -> None:
+        """Drop the borrower's rows gathered so far (the erasure deletes what came before it)
+        and remember the erasure; rows that come after it in the batch are kept."""
+        for table, rows in self.rows.items():
+            if table in BORROWER_TABLES:
+                kept = [row for row in rows if row[0] != borrower]
+                self.row_count -= len(rows) - len(kept)
+                self.rows[table] = kept
+        for key, (buckets, version) in list(self.recomputes.items()):
+            self.recomputes[key] = ({b for b in buckets if b[0] != borrower}, version)
+        self.erasures.append((borrower, request_id, institution, at_ms))
 
     def token(self, table: str) -> str:
         ranges = ",".join(f"{tp.topic}/{tp.partition}/{a}-{b}"
@@ -104,6 +128,10 @@ class ClickHouseSink:
             if topic == self.settings.topics.activity:
                 for item in self._activity.decode(record.value)["items"]:
                     kind = item["kind"]
+                    if kind == "erase":
+                        batch.erase(item["borrower"], item["request_id"], item["institution"],
+                                    item["occurred_at_ms"])
+                        continue
                     if kind.startswith("recompute"):
                         key = (kind, record.partition)
                         buckets, version = batch.recomputes.get(key, (set(), -1))
@@ -135,7 +163,15 @@ class ClickHouseSink:
 
     # --- writing ------------------------------------------------------------------------
     def _write(self, batch: Batch) -> None:
+        # erasures first: they delete what earlier batches stored; the batch's own rows of
+        # the borrower from before the erasure were dropped when it was met (Batch.erase)
+        for borrower, request_id, institution, at_ms in batch.erasures:
+            erase_borrower(self.ch, borrower, request_id=request_id, institution=institution,
+                           requested_at_ms=at_ms,
+                           after_first_delete=self._maybe_inject_erasure_crash)
         for table, rows in batch.rows.items():
+            if not rows:
+                continue
             started = time.perf_counter()
             self.ch.insert(table, rows, TABLE_COLUMNS[table], dedup_token=batch.token(table))
             METRICS.sink_insert_seconds.observe(time.perf_counter() - started)
@@ -214,6 +250,12 @@ class ClickHouseSink:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _maybe_inject_erasure_crash(self) -> None:
+        """Test-only fault: die in the middle of an erasure (after the first table)."""
+        if self.settings.fault_kill_during_erasure:
+            log.warning("fault injection: SIGKILL during an erasure")
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def _maybe_inject_crash(self) -> None:
         """Test-only fault: die between the acknowledged insert and the offset commit."""

@@ -95,13 +95,33 @@ def is_valid(id_number: str) -> bool:
     return _CHECK_MAP[(2 * int(first17, 13)) % 11] == (last if last != "x" else "X")
 
 
-def normalise(id_number: str) -> str:
-    """The canonical form (upper-case ``X``) of a valid id.
+class InvalidNationalId(ValueError):
+    """Not a valid resident id after normalisation. The message never repeats the value."""
 
-    Raises ``ValueError`` for an invalid id; the message never repeats the value.
+
+#: Characters :func:`normalise` removes at both ends of an id, besides ``str.isspace()``
+#: whitespace (which covers ASCII blanks, tabs, line ends, NBSP and the ideographic space
+#: U+3000): the zero-width space and the byte-order mark, which copy-paste leaves behind.
+_INVISIBLE = "\u200b\ufeff"
+
+
+def normalise(id_number: str) -> str:
+    """THE normalisation rule for national ids, used by every entry point.
+
+    1. remove surrounding whitespace (any ``str.isspace()`` character, e.g. space, tab,
+       CR/LF, NBSP, U+3000) and zero-width characters (U+200B, U+FEFF) at both ends;
+    2. upper-case a trailing check character ``x`` to ``X``.
+
+    Nothing else is changed: inner spaces or hyphens, full-width digits (U+FF10..U+FF19) and
+    any other non-ASCII character make the id invalid rather than being guessed at.
+    Returns the 18-character canonical form. Raises :class:`InvalidNationalId` (a
+    ``ValueError``) when the result is not valid per :func:`is_valid`; the message never
+    repeats the value.
     """
-    if not is_valid(id_number):
-        raise ValueError("not a valid 18-character PRC resident identity number")
+    if len(id_number) != 18 or not is_valid(id_number):
+        id_number = id_number.strip().strip(_INVISIBLE).strip()
+        if not is_valid(id_number):
+            raise InvalidNationalId("not a valid 18-character PRC resident identity number")
     return id_number if id_number[17] != "x" else id_number[:17] + "X"
 
 

@@ -69,9 +69,10 @@ class TopicNames:
 
     # --- registry-internal topics (keyed by borrower pseudonym) ----------------------------
     @property
-    def admitted(self) -> str:
-        """Admitted, pseudonymised loan events."""
-        return f"{self.namespace}registry.admitted"
+    def validated(self) -> str:
+        """Validated, pseudonymised loan events in batches (bulk intake -> stream agent), and
+        erasure commands; partitioned by borrower pseudonym."""
+        return f"{self.namespace}registry.validated"
 
     @property
     def activity(self) -> str:

@@ -10,7 +10,8 @@ Two entry points per record kind share the same rules:
 
 When several fields are wrong, the FIRST failing check decides the reason, in this order:
 
-loan:    ids (MISSING_FIELD / FIELD_TOO_LONG; type errors are MALFORMED) -> INVALID_BORROWER_ID
+loan:    ids (MISSING_FIELD / FIELD_TOO_LONG; type errors and lone surrogates are MALFORMED)
+         -> INVALID_BORROWER_ID
          -> INVALID_EVENT_TYPE -> INVALID_AMOUNT -> INVALID_CURRENCY -> INVALID_TIMESTAMP
          -> FUTURE_TIMESTAMP -> LENDER_MISMATCH
 consent: ids -> INVALID_BORROWER_ID -> INVALID_ACTION -> INVALID_TIMESTAMP -> LENDER_MISMATCH
@@ -92,9 +93,11 @@ ISO_4217: frozenset[str] = frozenset(_ISO_4217_CODES.split())
 
 _EVENT_TYPES: dict[str, EventType] = {e.value: e for e in EventType}
 _ACTIONS: dict[str, ConsentAction] = {a.value: a for a in ConsentAction}
-_AMOUNT = re.compile(r"(\d{1,16})(?:\.(\d{1,2}))?")
+#: ASCII digits only: ``\\d`` would also take full-width and other Unicode digits.
+_AMOUNT = re.compile(r"([0-9]{1,16})(?:\.([0-9]{1,2}))?")
 _RFC3339 = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})"
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]{1,9}))?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
@@ -109,6 +112,19 @@ def _kind(value: object) -> str:
 # --- shared field checks -------------------------------------------------------------------------
 
 
+def _encodable(value: str, name: str) -> str:
+    """``value`` unless it holds a lone surrogate (JSON ``"\\ud800"``), which no UTF-8 byte
+    sequence (and so no Avro string) can carry: MALFORMED."""
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValidationError(
+                R.MALFORMED, name, f"{name} holds a lone surrogate: not valid Unicode text"
+            ) from None
+    return value
+
+
 def _required_id(value: object, name: str, limits: ValidationLimits) -> str:
     if value is None or value == "":
         raise ValidationError(R.MISSING_FIELD, name, f"{name} is missing or empty")
@@ -118,7 +134,7 @@ def _required_id(value: object, name: str, limits: ValidationLimits) -> str:
         raise ValidationError(
             R.FIELD_TOO_LONG, name, f"{name} is longer than {limits.max_id_length} characters"
         )
-    return value
+    return _encodable(value, name)
 
 
 def _optional_text(value: object, name: str, limits: ValidationLimits) -> str | None:
@@ -130,7 +146,7 @@ def _optional_text(value: object, name: str, limits: ValidationLimits) -> str | 
         raise ValidationError(
             R.FIELD_TOO_LONG, name, f"{name} is longer than {limits.max_id_length} characters"
         )
-    return value
+    return _encodable(value, name)
 
 
 def _borrower_present(value: object) -> str:
@@ -144,14 +160,16 @@ def _borrower_present(value: object) -> str:
 
 
 def _borrower_valid(value: str) -> str:
-    if not national_id.is_valid(value):
+    """The id in canonical form by :func:`schemas.national_id.normalise` (the one rule)."""
+    try:
+        return national_id.normalise(value)
+    except ValueError:
         raise ValidationError(
             R.INVALID_BORROWER_ID,
             "borrower_id",
             "borrower_id is not a valid 18-character resident identity number "
             "(format, birth date or check character)",
-        )
-    return value if value[17] != "x" else value[:17] + "X"
+        ) from None
 
 
 def _event_type(value: object) -> EventType:
@@ -299,7 +317,8 @@ def check_loan_record(
     """A validated :class:`LoanEvent` from a dict decoded by the codec (the hot path).
 
     The same rules as :func:`parse_loan_json` on ``amount_minor`` and ``occurred_at_ms``; the
-    borrower id comes back normalised (``x`` -> ``X``). Raises :class:`ValidationError`.
+    borrower id comes back normalised by :func:`schemas.national_id.normalise` (surrounding
+    whitespace removed, ``x`` -> ``X``). Raises :class:`ValidationError`.
     """
     max_len = limits.max_id_length
     event_id = rec["event_id"]
@@ -321,7 +340,7 @@ def check_loan_record(
         _required_id(loan_id, "loan_id", limits)
         _optional_text(product, "product", limits)
     if not national_id.is_valid(borrower):
-        _borrower_valid(borrower)
+        borrower = _borrower_valid(borrower)  # surrounding whitespace is removed, or raises
     elif borrower[17] == "x":
         borrower = borrower[:17] + "X"
     event_type = _EVENT_TYPES.get(rec["event_type"]) or _event_type(rec["event_type"])

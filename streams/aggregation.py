@@ -1,12 +1,13 @@
 """Aggregation: one admitted batch -> activity items for the sink + updated borrower states.
 
-Runs per message of ``registry.admitted`` (one message = the admitted events of one partition
-from one admission batch). For each event, in order: advance the partition's stream time,
-evict the borrower's expired buckets, apply the event (:mod:`streams.buckets`). The output for
-the batch is, in this order: every event as a ledger row, then each touched bucket's final
-absolute state once, then the recomputes. Ledger rows come first because a recompute reads
-them back from ClickHouse. After the buckets, each event is shown to the velocity-alert rules
-(:mod:`streams.alerts`); the alerts it raises are returned beside the items, in event order.
+Runs per batch record of ``registry.validated`` (validated events of one partition from one
+bulk read), on the events admission admitted. For each event, in order: advance the
+partition's stream time, evict the borrower's expired buckets, apply the event
+(:mod:`streams.buckets`). The output for the batch is, in this order: every event as a
+ledger row, then each touched bucket's final absolute state once, then the recomputes. Ledger
+rows come first because a recompute reads them back from ClickHouse. After the buckets, each
+event is shown to the velocity-alert rules (:mod:`streams.alerts`); the alerts it raises are
+returned beside the items, in event order.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from streams.buckets import DRAW, BorrowerState, Bucket, BucketPolicy, event_key
 STATE_SCHEMA = "registry.internal.BorrowerState"
 #: versions are ``offset * VERSION_STRIDE + index``; an admitted batch never holds more events
 VERSION_STRIDE = 65536
+#: versions of the ``registry.validated`` era start here, above every version written from
+#: ``registry.admitted`` offsets before bulk intake existed, so a migrated deployment's new
+#: rows outrank its old ones (offsets stay below 2**40 for any real topic)
+VERSION_BASE = 1 << 56
 
 _LEDGER_FIELDS = ("lender_id", "event_id", "loan_id", "event_type", "amount_minor", "currency",
                   "occurred_at_ms", "product", "admitted_at_ms")
@@ -83,8 +88,14 @@ class Aggregator:
         offset: int,
         events: Sequence[dict[str, Any]],
         load: Callable[[str], BorrowerState],
+        indices: Sequence[int] | None = None,
     ) -> Processed:
-        """Apply one admitted batch; see :class:`Processed` for what comes back."""
+        """Apply one admitted batch; see :class:`Processed` for what comes back.
+
+        ``indices`` are the events' positions in the batch record they came from (default
+        0, 1, ...): an event's version is ``offset * VERSION_STRIDE + index``, so it does not
+        depend on which other events of the record were admitted.
+        """
         states: dict[str, BorrowerState] = {}
         ledger: list[dict[str, Any]] = []
         buckets: dict[tuple[str, bool, int], Bucket] = {}
@@ -92,13 +103,17 @@ class Aggregator:
         duplicates = 0
         alerts: list[Alert] = []
         stream_time = self._stream_time.get(partition, 0)
-        for index, ev in enumerate(events):
-            version = offset * VERSION_STRIDE + index
+        for n, ev in enumerate(events):
+            index = n if indices is None else indices[n]
             borrower = ev["borrower"]
             stream_time = max(stream_time, ev["occurred_at_ms"])
             state = states.get(borrower)
             if state is None:
                 state = states[borrower] = load(borrower)
+            # the record's position, or one above the borrower's newest row if that is higher
+            # (older records re-delivered after newer ones must still produce newer rows)
+            version = max(VERSION_BASE + offset * VERSION_STRIDE + index, state.last_version + 1)
+            state.last_version = version
             self._policy.evict(state, stream_time)
             out = self._policy.apply(state, ev, version)
             item = {f: ev[f] for f in _LEDGER_FIELDS}

@@ -16,8 +16,10 @@ The promises this module keeps, which the exactness tests check:
   the same event (a replay after a crash, or an upstream re-forward) is recognised and not
   counted again; the bucket's current absolute state is re-emitted instead, which is harmless
   because rows are versioned and ClickHouse keeps the highest version.
-* Versions are positions in ``registry.admitted`` (``offset * 65536 + index in batch``), so
-  the row emitted after an event always outranks rows emitted before it.
+* Versions are positions in ``registry.validated`` (``offset * 65536 + index in batch``), raised
+  where needed to one above the borrower's ``last_version``, so the row emitted after an event
+  always outranks rows emitted before it, even when Faust re-delivers older records of a
+  partition after newer ones (seen after a rebalance: records skipped, then re-sought).
 
 Hour buckets leave state ``hourly_state_hours`` after their end (stream time); day buckets
 ``grace_hours`` after their end. Stream time is the largest event time seen on the partition.
@@ -101,7 +103,7 @@ class Bucket:
             "defaults": self.defaults,
             "lenders": sorted(self.lenders),
             "last_draw_at_ms": self.last_draw_at_ms,
-            "seen": sorted(self.seen) if self.daily else [],
+            "seen": list(self.seen) if self.daily else [],
         }
 
     @classmethod
@@ -154,6 +156,8 @@ class BorrowerState:
     days_evicted_through: int = -(2**31)
     recent_draws: list[RecentDraw] = field(default_factory=list)
     draws_evicted_through_ms: int = -(2**62)
+    #: the highest version this borrower's rows were emitted with (see :mod:`streams.aggregation`)
+    last_version: int = -1
 
     def to_avro(self) -> dict[str, Any]:
         return {
@@ -162,6 +166,7 @@ class BorrowerState:
             "buckets": [b.to_avro() for b in (*self.hours.values(), *self.days.values())],
             "recent_draws": [d.to_avro() for d in self.recent_draws],
             "draws_evicted_through_ms": self.draws_evicted_through_ms,
+            "last_version": self.last_version,
         }
 
     @classmethod
@@ -171,6 +176,7 @@ class BorrowerState:
             days_evicted_through=rec["days_evicted_through"],
             recent_draws=[RecentDraw.from_avro(d) for d in rec.get("recent_draws", ())],
             draws_evicted_through_ms=rec.get("draws_evicted_through_ms", -(2**62)),
+            last_version=rec.get("last_version", -1),
         )
         for raw in rec["buckets"]:
             b = Bucket.from_avro(raw)

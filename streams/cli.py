@@ -1,31 +1,45 @@
 """``registry``: the command line of the credit registry.
 
-This module only wires subcommands. Each entry of :data:`COMMANDS` names where a subcommand
-lives: ``"package.module"`` (the module defines ``add_parser(subparsers)`` returning its
-``argparse`` parser, and ``run(args) -> int``) or ``"package.module:NAME"`` (an object ``NAME``
-in that module with the same two attributes). ``run`` returns the process exit status.
+This module only wires subcommands, and imports a subcommand's module only when that
+subcommand runs: ``registry --help`` and the parsers load no Kafka, HTTP or ClickHouse client
+(``tests/unit/test_cli_imports.py`` holds that). Each entry of :data:`COMMANDS` names a
+subcommand, its one-line help, and where it lives: ``"package.module"`` (the module defines
+``add_parser(subparsers)`` returning its ``argparse`` parser, and ``run(args) -> int``) or
+``"package.module:NAME"`` (an object ``NAME`` in that module with the same two attributes).
+``run`` returns the process exit status, one of :class:`streams.cli_base.ExitCode`.
+
+Whatever happens, the process prints no Python traceback: usage errors are one line and exit
+64; an unexpected exception is one line and exit 70 (``-v`` logs the traceback).
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-#: (subcommand, where it lives). Registration point: add one line per subcommand.
-COMMANDS: list[tuple[str, str]] = [
-    ("publish", "streams.lender.jsonl:PUBLISH"),
-    ("consent", "streams.lender.jsonl:CONSENT"),
-    ("simulate", "streams.lender.simulator"),
-    # --- registered by other components (uncomment / add as they land) ---
-    ("worker", "streams.worker"),
-    ("frequency", "streams.risk_cli:FREQUENCY"),
-    ("lag", "streams.risk_cli:LAG"),
-    ("lender", "streams.lender_admin:LENDER"),
-    ("erase", "streams.erasure:ERASE"),
+from streams.cli_base import ExitCode, Parser
+
+#: (subcommand, where it lives, one-line help). Registration point: one line per subcommand.
+COMMANDS: list[tuple[str, str, str]] = [
+    ("publish", "streams.lender.jsonl:PUBLISH", "publish loan events from a JSON Lines file"),
+    ("consent", "streams.lender.jsonl:CONSENT",
+     "publish a borrower's consent grant or revocation"),
+    ("simulate", "streams.lender.simulator",
+     "publish a reproducible simulated loan history, then live events"),
+    ("worker", "streams.worker",
+     "run the stream processor (several may run; they share the work)"),
+    ("frequency", "streams.risk_cli:FREQUENCY",
+     "the risk view of one borrower (draws, amounts, lenders over a window)"),
+    ("lag", "streams.risk_cli:LAG", "consumer lag per group, topic and partition"),
+    ("lender", "streams.lender_admin:LENDER",
+     "provision lenders and the worker principal on the broker"),
+    ("erase", "streams.erasure:ERASE",
+     "erase one borrower's data (ClickHouse rows, consent in Redis)"),
+    ("report", "streams.report_cli:REPORT",
+     "the data subject's own report: what the registry holds on them"),
 ]
 
 
@@ -35,22 +49,46 @@ def _load(target: str) -> Any:
     return getattr(module, attribute) if attribute else module
 
 
-def build_parser(commands: Sequence[tuple[str, str]] = COMMANDS) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="registry", description="National consumer-credit registry: lender and operator tools."
+def _chosen(argv: Sequence[str], names: set[str]) -> str | None:
+    """The subcommand named in ``argv`` (first word that is not an option), if any."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in names else None
+    return None
+
+
+def build_parser(
+    commands: Sequence[tuple[str, str, str]] = COMMANDS, *, load: Sequence[str] | None = None
+) -> Parser:
+    """The ``registry`` parser. Only the subcommands named in ``load`` (default: all) get
+    their full parser, which imports their module; the others are listed by name and help."""
+    parser = Parser(
+        prog="registry", description="National consumer-credit registry: lender and operator "
+        "tools. Exit codes: 0 ok, 64 usage, 65 bad input, 66 unreadable file, 69 service "
+        "unavailable, 70 internal error, 75 not acknowledged (re-run), 77 permission denied.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log Kafka client details")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, target in commands:
-        command = _load(target)
-        sub = command.add_parser(subparsers) or subparsers.choices[name]
-        sub.set_defaults(_run=command.run)
+    for name, target, help_text in commands:
+        if load is None or name in load:
+            command = _load(target)
+            sub = command.add_parser(subparsers) or subparsers.choices[name]
+            sub.set_defaults(_run=command.run)
+        else:
+            subparsers.add_parser(name, help=help_text)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand, exit with its status."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = _chosen(argv, {name for name, _, _ in COMMANDS})
+    try:
+        parser = build_parser(load=[chosen] if chosen else [])
+    except ImportError as exc:  # a broken installation, not a usage error
+        print(f"registry {chosen}: cannot load the command ({exc})", file=sys.stderr)
+        sys.exit(ExitCode.SOFTWARE)
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -60,7 +98,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         code = int(args._run(args))
     except KeyboardInterrupt:
-        code = 130
+        code = ExitCode.INTERRUPTED
+    except Exception as exc:  # a bug: one line, never a traceback (unless -v)
+        if args.verbose:
+            logging.getLogger("registry").error("internal error", exc_info=True)
+        print(f"registry {args.command}: internal error ({type(exc).__name__}); run with -v "
+              "for the details", file=sys.stderr)
+        code = ExitCode.SOFTWARE
     sys.exit(code)
 
 

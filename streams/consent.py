@@ -19,8 +19,8 @@ from schemas.reasons import RejectReason
 from schemas.records import ConsentAction, Rejection
 from schemas.topics import TopicNames
 from schemas.validation import ValidationError, ValidationLimits, check_consent_record
-from streams.admission import Incoming
 from streams.consent_store import ConsentStore
+from streams.intake.validate import Incoming
 from streams.pseudonym import Pseudonymiser, partition_of
 from streams.redis_client import until_redis_answers
 

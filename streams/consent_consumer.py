@@ -23,8 +23,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from consumers.metrics import METRICS
 from schemas.codec import REJECTION, codec_for
-from streams.admission import Incoming
 from streams.consent import ConsentIngest
+from streams.intake.validate import Incoming
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

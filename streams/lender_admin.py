@@ -21,7 +21,8 @@ Both connect as configured in settings: locally the PLAINTEXT listener (a super 
 otherwise ``registry-admin`` over SASL. Re-running either is safe: ACLs are added idempotently
 and the password is replaced.
 
-Exit status: 0 done; 2 usage error, unreachable broker or refused operation.
+Exit status (:class:`streams.cli_base.ExitCode`): 0 done; 64 usage error (bad or reserved
+lender id); 69 broker unreachable or the operation failed; 77 the broker refused it.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
-import sys
 from typing import Any
 
 from schemas.topics import InvalidLenderId, check_lender_id
+from streams.cli_base import ExitCode, SubCommand, fail, lender_problem
 from streams.kafka_security import (
     Acl,
     Operation,
@@ -41,7 +42,6 @@ from streams.kafka_security import (
     SecurityAdmin,
     SecurityAdminError,
 )
-from streams.lender.jsonl import SubCommand
 from streams.settings import Settings, get_settings
 from streams.topics_admin import TopicAdminError, ensure_lender_topics
 
@@ -49,7 +49,6 @@ ADMIN_USER = "registry-admin"
 WORKER_USER = "registry-worker"
 #: Names a lender may not take: they are (or could become) privileged principals.
 RESERVED_USERS = frozenset({ADMIN_USER, WORKER_USER, "anonymous"})
-EXIT_OK, EXIT_USAGE = 0, 2
 
 
 def lender_acls(settings: Settings, lender_id: str) -> list[Acl]:
@@ -132,21 +131,21 @@ def _run(args: argparse.Namespace) -> int:
         else:
             user = args.user
             acls = asyncio.run(init_worker(settings, password, user))
-    except InvalidLenderId as exc:
-        return _usage(str(exc))
+    except InvalidLenderId:
+        return _usage(lender_problem(args.lender) or "invalid lender id")
     except (SecurityAdminError, TopicAdminError) as exc:
-        return _usage(str(exc))
+        denied = "authoriz" in str(exc).lower() or "denied" in str(exc).lower()
+        return fail("lender", str(exc), ExitCode.NO_PERM if denied else ExitCode.UNAVAILABLE)
     print(f"user {user} (SCRAM-SHA-512) ready with {len(acls)} ACLs:")
     for acl in acls:
         print(f"  {acl}")
     if args.password is None:
         print(f"password (shown once, store it now): {password}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _usage(message: str) -> int:
-    print(f"registry lender: {message}", file=sys.stderr)
-    return EXIT_USAGE
+    return fail("lender", message, ExitCode.USAGE)
 
 
 LENDER = SubCommand(_add_parser, _run)

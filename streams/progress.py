@@ -1,76 +1,49 @@
-"""Periodic progress lines on stderr for long-running commands.
+"""Progress bars on stderr for long commands (``registry publish``, ``registry simulate``).
 
-A :class:`Progress` is polled by the caller's own loop (``tick``) instead of running a task of
-its own, so it never interleaves with a half-written line and costs one clock read per call.
-It promises at most one line per ``interval_s`` and nothing at all when disabled.
+A thin policy layer over ``tqdm``: the bar shows records done, rate, and the ETA when the total
+is known, plus what the caller puts in its postfix (rejections so far, acknowledged). It is
+drawn only when the stream is a terminal, so pipes, files and CI logs stay quiet; it is
+cleared when closed, so the command's own final summary line is what remains. Messages
+printed while a bar is drawn go through :func:`write` so they do not tear the bar.
 """
 
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Callable
 from typing import TextIO
 
-#: Seconds between two progress lines.
-DEFAULT_INTERVAL_S = 2.0
+from tqdm import tqdm
+
+#: Seconds between two redraws of a bar.
+REFRESH_S = 0.5
 
 
-class Progress:
-    """Rate-limited progress reporting: ``label: 12,000 done (5,800/s) acked 11,900``."""
-
-    def __init__(
-        self,
-        label: str,
-        *,
-        enabled: bool = True,
-        interval_s: float = DEFAULT_INTERVAL_S,
-        stream: TextIO | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.label = label
-        self.enabled = enabled
-        self.interval_s = interval_s
-        self._stream = stream if stream is not None else sys.stderr
-        self._clock = clock
-        self._started = clock()
-        self._last_at = self._started
-        self._last_done = 0
-
-    def tick(self, done: int, **extra: object) -> bool:
-        """Print one line if enabled and the interval has passed; True if a line was printed."""
-        if not self.enabled:
-            return False
-        now = self._clock()
-        if now - self._last_at < self.interval_s:
-            return False
-        rate = (done - self._last_done) / max(now - self._last_at, 1e-9)
-        self._last_at, self._last_done = now, done
-        self._emit(f"{done:,} done ({rate:,.0f}/s)", extra)
-        return True
-
-    def finish(self, done: int, **extra: object) -> None:
-        """Print the closing line with the average rate (only if enabled)."""
-        if not self.enabled:
-            return
-        elapsed = max(self._clock() - self._started, 1e-9)
-        self._emit(f"{done:,} done in {elapsed:.1f}s ({done / elapsed:,.0f}/s)", extra)
-
-    @property
-    def elapsed_s(self) -> float:
-        return self._clock() - self._started
-
-    def _emit(self, head: str, extra: dict[str, object]) -> None:
-        tail = "".join(
-            f", {key.replace('_', ' ')} {value:,}" if isinstance(value, int) else f", {key} {value}"
-            for key, value in extra.items()
-        )
-        print(f"{self.label}: {head}{tail}", file=self._stream, flush=True)
-
-
-def stderr_is_tty() -> bool:
-    """Whether a human is probably watching stderr."""
+def is_terminal(stream: TextIO | None = None) -> bool:
+    """Whether a human is probably watching ``stream`` (default stderr)."""
+    stream = sys.stderr if stream is None else stream
     try:
-        return sys.stderr.isatty()
+        return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def progress_bar(label: str, *, total: int | None = None, unit: str = "rec",
+                 enabled: bool | None = None, stream: TextIO | None = None) -> tqdm:
+    """A bar labelled ``label`` counting ``unit``; ``total`` (if known) gives the ETA.
+
+    ``enabled`` defaults to :func:`is_terminal` of ``stream`` (default stderr). A disabled bar
+    accepts every call and prints nothing. Close it (or use it as a context manager).
+    """
+    stream = sys.stderr if stream is None else stream
+    if enabled is None:
+        enabled = is_terminal(stream)
+    return tqdm(total=total, desc=label, unit=unit, unit_scale=True, file=stream,
+                disable=not enabled, mininterval=REFRESH_S, dynamic_ncols=True, leave=False)
+
+
+def write(bar: tqdm, line: str, stream: TextIO) -> None:
+    """Print ``line`` on ``stream`` without tearing ``bar`` (cleared and redrawn if shown)."""
+    if bar.disable:
+        print(line, file=stream)
+    else:
+        bar.write(line, file=stream)

@@ -4,30 +4,35 @@ In embedded-ClickHouse mode only the worker may open the chDB folder, so these c
 touch ClickHouse or Kafka themselves: they ask the worker's API (``API_HOST``:``API_PORT`` by
 default, ``--url`` otherwise). The national id travels in the POST body, never in the URL.
 
-Exit status: 0 answered; 1 the API refused the request (bad id, bad window, bad token);
-2 the worker could not be reached or answered with a server error.
+The national id is normalised locally (:func:`schemas.national_id.normalise`) before it is
+sent; an invalid one never leaves the machine. Requests use the standard library's HTTP client,
+so a look-up starts without loading an async HTTP stack.
+
+Exit status (:class:`streams.cli_base.ExitCode`): 0 answered; 64 bad arguments; 65 invalid id
+or the API refused the request (400); 77 token refused (401/403); 69 the worker could not be
+reached or answered with a server error.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import http.client
 import json
 import os
 import re
-import sys
+import urllib.error
+import urllib.request
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
+from streams.cli_base import ExitCode, SubCommand, fail
 
-from streams.lender.jsonl import SubCommand
-from streams.settings import Settings, get_settings
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
-EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE = 0, 1, 2
 TIMEOUT_S = 15.0
 BAR_WIDTH = 30
-_WINDOW = re.compile(r"^\s*(\d+)\s*d?\s*$", re.IGNORECASE)
+_WINDOW = re.compile(r"^\s*([0-9]+)\s*d?\s*$", re.IGNORECASE | re.ASCII)
 
 
 def _default_url(settings: Settings) -> str:
@@ -39,11 +44,14 @@ def _default_url(settings: Settings) -> str:
     return f"http://{host}:{settings.api_port}"
 
 
-def _default_token(settings: Settings) -> str | None:
+def _default_token(settings: Settings, scope: str = "frequency") -> str | None:
+    """``$REGISTRY_API_TOKEN``, else the first configured token holding ``scope``."""
     env = os.environ.get("REGISTRY_API_TOKEN")
     if env:
         return env
-    return next(iter(settings.institution_tokens), None)
+    from streams.settings import Scope
+
+    return settings.token_with_scope(Scope(scope))
 
 
 def _add_url(parser: argparse.ArgumentParser, *, token: bool = False) -> None:
@@ -61,27 +69,38 @@ class _Unreachable(Exception):
     pass
 
 
-async def _request(method: str, url: str, *, token: str | None = None,
-                   body: dict[str, Any] | None = None) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
+#: No proxy from the environment: the worker is addressed directly (as aiohttp did).
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _request(method: str, url: str, *, token: str | None = None,
+             body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    """(HTTP status, parsed JSON answer). Raises ``_Unreachable`` when no answer came and
+    ``ValueError`` for a URL that is not http(s)."""
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"--url must start with http:// or https://, not {url[:40]!r}")
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.request(
-            method, url, json=body, headers=headers
-        ) as response:
-            text = await response.text()
-            try:
-                payload = json.loads(text)
-            except ValueError:
-                payload = {"error": "not_json", "detail": text[:200]}
-            return response.status, payload
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise _Unreachable(f"{type(exc).__name__}: {exc}") from exc
-
-
-def _fail(command: str, message: str, code: int) -> int:
-    print(f"registry {command}: {message}", file=sys.stderr)
-    return code
+        try:
+            with _OPENER.open(request, timeout=TIMEOUT_S) as response:
+                status, raw = response.status, response.read()
+        except urllib.error.HTTPError as exc:  # an answer, with a 4xx/5xx status
+            status, raw = exc.code, exc.read()
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise _Unreachable(f"{type(reason).__name__}: {reason}") from exc
+    try:
+        payload = json.loads(raw)
+    except (ValueError, RecursionError):
+        payload = {"error": "not_json", "detail": raw[:200].decode(errors="replace")}
+    return status, payload
 
 
 def _error_of(status: int, payload: Any) -> str:
@@ -104,20 +123,38 @@ def _call_worker(
 ) -> int:
     """Ask the worker's HTTP API; print JSON (``--json``) or the rendered table.
 
-    Exit status: 0 answered, 1 refused (4xx: bad input, no token), 2 worker unreachable or
-    failing (5xx).
+    Exit status: 0 answered; 65 refused (400 and other 4xx: bad input); 77 token refused
+    (401/403); 69 worker unreachable, failing (5xx) or not the registry's API (404); 64 a
+    malformed ``--url``.
     """
     base = url.split("/api/", 1)[0]
     try:
-        status, payload = asyncio.run(_request(method, url, token=token, body=body))
+        status, payload = _request(method, url, token=token, body=body)
+    except ValueError as exc:
+        return fail(command, str(exc), ExitCode.USAGE)
     except _Unreachable as exc:
-        return _fail(command, f"cannot reach the worker at {base} ({exc}); is "
-                     "`registry worker` running?", EXIT_UNREACHABLE)
-    if status != 200:
-        code = EXIT_REFUSED if 400 <= status < 500 else EXIT_UNREACHABLE
-        return _fail(command, _error_of(status, payload), code)
+        return fail(command, f"cannot reach the worker at {base} ({exc}); is "
+                    "`registry worker` running?", ExitCode.UNAVAILABLE)
+    if status not in (200, 202) or not isinstance(payload, dict):
+        if status in (401, 403):
+            code = ExitCode.NO_PERM
+        elif status == 404 or status >= 500 or status in (200, 202):
+            code = ExitCode.UNAVAILABLE
+        else:
+            code = ExitCode.DATA_ERR
+        return fail(command, _error_of(status, payload), code)
     print(json.dumps(payload, indent=2) if args.json else render(payload))
-    return EXIT_OK
+    return ExitCode.OK
+
+
+def _normalised_id(command: str, text: str) -> str | int:
+    """The id by the one normalisation rule, or the exit code after a one-line report."""
+    from schemas.national_id import InvalidNationalId, normalise
+
+    try:
+        return normalise(text)
+    except InvalidNationalId as exc:
+        return fail(command, f"invalid borrower id: {exc}", ExitCode.DATA_ERR)
 
 
 # --- registry frequency -----------------------------------------------------------------------
@@ -137,9 +174,10 @@ def _add_frequency_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "frequency",
         help="the risk view of one borrower (draws, amounts, lenders over a window)",
-        description="Ask the worker's risk API about one borrower. The id is sent in the "
-        "request body and never printed back. Exit 1 if refused, 2 if the worker is "
-        "unreachable.",
+        description="Ask the worker's risk API about one borrower. The id is normalised "
+        "(surrounding whitespace removed, x -> X), sent in the request body and never printed "
+        "back. Exit 65 if the id or window is refused, 77 if the token is, 69 if the worker "
+        "is unreachable.",
     )
     parser.add_argument("borrower_id", metavar="ID", help="the borrower's national id")
     parser.add_argument("--window", type=parse_window, default=30,
@@ -149,10 +187,15 @@ def _add_frequency_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _run_frequency(args: argparse.Namespace) -> int:
+    from streams.settings import get_settings
+
+    borrower_id = _normalised_id("frequency", args.borrower_id)
+    if isinstance(borrower_id, int):
+        return borrower_id
     settings = get_settings()
     base = (args.url or _default_url(settings)).rstrip("/")
     token = args.token or _default_token(settings)
-    body = {"borrower_id": args.borrower_id, "window_days": args.window}
+    body = {"borrower_id": borrower_id, "window_days": args.window}
     return _call_worker("frequency", args, "POST", f"{base}/api/v1/frequency",
                         render_frequency, token=token, body=body)
 
@@ -192,7 +235,7 @@ def _add_lag_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "lag",
         help="consumer lag per group, topic and partition",
-        description="Read the worker's lag monitor (GET /api/v1/lag). Exit 2 if the worker "
+        description="Read the worker's lag monitor (GET /api/v1/lag). Exit 69 if the worker "
         "is unreachable.",
     )
     _add_url(parser)
@@ -200,6 +243,8 @@ def _add_lag_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _run_lag(args: argparse.Namespace) -> int:
+    from streams.settings import get_settings
+
     settings = get_settings()
     base = (args.url or _default_url(settings)).rstrip("/")
     return _call_worker("lag", args, "GET", f"{base}/api/v1/lag?points=2", render_lag)

@@ -9,8 +9,10 @@ pseudonymisation key must be configured, and the lender publisher can only be bu
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -27,14 +29,86 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_DEV_PSEUDONYM_KEY = "local-development-key-not-for-production"
 
 
+#: The institution and token of local mode when ``API_TOKENS`` is empty (all scopes).
+LOCAL_DEV_INSTITUTION, LOCAL_DEV_TOKEN = "local", "local-dev-token"
+
+
 class SettingsError(ValueError):
     """A configuration that the registry refuses to run with."""
+
+
+class Scope(StrEnum):
+    """What a risk-API token may do; each route requires exactly one scope."""
+
+    FREQUENCY = "frequency"  #: POST /api/v1/frequency
+    ERASURE = "erasure"  #: POST /api/v1/erasure
+    SUBJECT_REPORT = "subject_report"  #: POST /api/v1/subject-report, the report page
+
+
+#: Scopes of a token configured without a scope list: the one it always had a use for.
+DEFAULT_SCOPES: frozenset[Scope] = frozenset({Scope.FREQUENCY})
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    """One configured bearer token: whose it is and what it may do."""
+
+    institution: str
+    scopes: frozenset[Scope]
+
+
+def parse_api_tokens(raw: str) -> dict[str, TokenGrant]:
+    """Parse ``API_TOKENS``: comma-separated ``institution:token[:scope+scope...]``.
+
+    Guarantees: a token without a scope list gets :data:`DEFAULT_SCOPES` (``frequency`` only,
+    so a configuration written before scopes existed loses the erasure right it should never
+    have had, and keeps everything else). Anything doubtful is refused with
+    :class:`SettingsError` rather than guessed: an unknown scope name, an empty institution,
+    token or scope list, a token configured twice, or a token holding ``:`` (it would read as
+    a scope list). Whitespace around each part is ignored; empty items are skipped.
+    """
+    grants: dict[str, TokenGrant] = {}
+    for number, item in enumerate(raw.split(","), start=1):
+        if not item.strip():
+            continue
+        parts = [part.strip() for part in item.split(":")]
+        if len(parts) not in (2, 3) or not all(parts):
+            raise SettingsError(
+                f"API_TOKENS item {number}: expected institution:token[:scope+scope], with no "
+                "empty part and no ':' inside a token")
+        institution, token = parts[0], parts[1]
+        scopes = DEFAULT_SCOPES
+        if len(parts) == 3:
+            names = [name.strip() for name in parts[2].split("+")]
+            known = {scope.value for scope in Scope}
+            unknown = sorted(n for n in names if n and n not in known)
+            if unknown or not all(names):
+                raise SettingsError(
+                    f"API_TOKENS item {number} ({institution}): unknown scope "
+                    f"{', '.join(unknown) or '(empty)'}; known: "
+                    f"{', '.join(s.value for s in Scope)}")
+            scopes = frozenset(Scope(name) for name in names)
+        if token in grants:
+            raise SettingsError(f"API_TOKENS item {number} ({institution}): token configured "
+                                "twice")
+        grants[token] = TokenGrant(institution, scopes)
+    return grants
+
+
+def api_grants(raw: str, mode: str) -> dict[str, TokenGrant]:
+    """The grants of ``API_TOKENS`` = ``raw`` in ``REGISTRY_MODE`` = ``mode``: empty in local
+    mode is the local dev token with every scope; otherwise :func:`parse_api_tokens`."""
+    if not raw.strip() and mode == "local":
+        return {LOCAL_DEV_TOKEN: TokenGrant(LOCAL_DEV_INSTITUTION, frozenset(Scope))}
+    return parse_api_tokens(raw)
 
 
 class Settings(BaseSettings):
     """Typed configuration; field ``foo_bar`` is read from the variable ``FOO_BAR``."""
 
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+    # hide_input_in_errors: a refused configuration must not print API_TOKENS or keys back.
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore",
+                                      hide_input_in_errors=True)
 
     registry_mode: Literal["local", "production"] = Field(
         "local", description="`local` allows the built-in development key and tokens."
@@ -82,7 +156,11 @@ class Settings(BaseSettings):
     max_amount: Decimal = Field(Decimal("10000000.00"), description="Largest accepted amount.")
     dedup_ttl_days: int = Field(90, ge=1, description="How long an event id is remembered.")
     max_record_bytes: int = Field(16384, ge=256, description="Larger input records are rejected.")
-    admission_batch: int = Field(2000, ge=1, description="Events decided per consent round trip.")
+    admission_batch: int = Field(
+        2000, ge=1, description="Lender records per bulk read (and per consent round trip).")
+    state_cache_borrowers: int = Field(
+        100_000, ge=0, description="Decoded borrower states the stream agent keeps between "
+        "batch records (0 = none); the table stays the source of truth.")
 
     # --- velocity alerts (topic registry.alerts; 0 switches a rule off) -----------------------
     alert_draws_24h: int = Field(
@@ -112,8 +190,10 @@ class Settings(BaseSettings):
     api_port: int = Field(8080, description="Port of the risk API / dashboard.")
     api_tokens: SecretStr = Field(
         SecretStr(""),
-        description="Bearer tokens per institution, `inst-a:token1,inst-b:token2`. Local mode "
-        "adds `local:local-dev-token` when empty.",
+        description="Bearer tokens per institution with their scopes, "
+        "`inst-a:token1:frequency,counter:token2:subject_report+erasure`; a token without "
+        "`:scopes` may only query `frequency`. Local mode uses `local:local-dev-token` with "
+        "every scope when empty.",
     )
     lag_poll_seconds: float = Field(2.0, gt=0, description="Lag monitor sampling interval.")
 
@@ -133,6 +213,10 @@ class Settings(BaseSettings):
     fault_clickhouse_down_for_s: float = Field(
         0, ge=0, description="TEST ONLY: ... for this many seconds (0 = never).",
     )
+    fault_kill_during_erasure: bool = Field(
+        False, description="TEST ONLY: the worker SIGKILLs itself in the middle of an erasure "
+        "(after deleting from the first table).",
+    )
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
@@ -146,11 +230,13 @@ class Settings(BaseSettings):
         if self.registry_mode == "production" and (
             self.fault_kill_after_insert_cycles or self.test_disable_dedup
             or self.fault_clickhouse_down_for_s or self.fault_clickhouse_down_after_s
+            or self.fault_kill_during_erasure
         ):
             raise SettingsError("test-only switches are refused in production mode")
         if self.hourly_state_hours > self.grace_hours:
             raise SettingsError("HOURLY_STATE_HOURS may not exceed GRACE_HOURS")
         ZoneInfo(self.registry_timezone)  # raises on an unknown zone
+        parse_api_tokens(self.api_tokens.get_secret_value())  # raises on a bad token list
         return self
 
     # --- derived values -------------------------------------------------------------------
@@ -189,13 +275,19 @@ class Settings(BaseSettings):
         return self.clickhouse_dsn.startswith("chdb://")
 
     @property
+    def api_grants(self) -> dict[str, TokenGrant]:
+        """Token -> :class:`TokenGrant`. Empty outside local mode means every request gets 401;
+        empty in local mode means the local dev token with every scope."""
+        return api_grants(self.api_tokens.get_secret_value(), self.registry_mode)
+
+    @property
     def institution_tokens(self) -> dict[str, str]:
-        """Token -> institution. Empty outside local mode means every request gets 401."""
-        raw = self.api_tokens.get_secret_value()
-        if not raw and self.registry_mode == "local":
-            raw = "local:local-dev-token"
-        pairs = (item.split(":", 1) for item in raw.split(",") if ":" in item)
-        return {token.strip(): inst.strip() for inst, token in pairs if token.strip()}
+        """Token -> institution, whatever the token's scopes (see :attr:`api_grants`)."""
+        return {token: grant.institution for token, grant in self.api_grants.items()}
+
+    def token_with_scope(self, scope: Scope) -> str | None:
+        """The first configured token holding ``scope`` (CLI default), or None."""
+        return next((t for t, g in self.api_grants.items() if scope in g.scopes), None)
 
     def kafka_client_options(self) -> dict[str, object]:
         """Connection options shared by every aiokafka client of this process."""

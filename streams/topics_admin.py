@@ -119,10 +119,10 @@ async def ensure_lender_topics(settings: Settings, lender_id: str) -> None:
 
 
 async def ensure_registry_topics(settings: Settings) -> None:
-    """The registry-internal topics (admitted, activity, consent audit, alerts)."""
+    """The registry-internal topics (validated, activity, consent audit, alerts)."""
     topics = settings.topics
     await ensure_topics(
         settings,
-        [topics.admitted, topics.activity, topics.consent_audit, topics.alerts],
+        [topics.validated, topics.activity, topics.consent_audit, topics.alerts],
         partitions=settings.registry_partitions,
     )

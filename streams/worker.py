@@ -2,9 +2,9 @@
 
 A worker has two halves, and ``--role`` picks which ones run:
 
-* the **stream** half: the Faust agents (admission, aggregation) and the consent agent.
-  Stream halves of one deployment form one consumer group and share the partitions. It never
-  touches ClickHouse.
+* the **stream** half: bulk intake of the lender topics, the Faust ``borrowers`` agent
+  (de-duplication, consent, windows) and the consent agent. Stream halves of one deployment
+  form one consumer group per loop and share the partitions. It never touches ClickHouse.
 * the **ops** half (:class:`ClickHouseSide`): the ClickHouse sink, the lag monitor and the HTTP
   server (risk API, ``/metrics``, ``/api/v1/lag``, the ``/lag`` dashboard). It runs without
   the Faust app, so it keeps reporting lag (and serving the API) while every stream worker is
@@ -12,7 +12,9 @@ A worker has two halves, and ``--role`` picks which ones run:
 
 Roles:
 
-* ``all`` (default): both halves in one process, as ``make run`` starts it.
+* ``all`` (default): both halves, as ``make run`` starts it: the stream half in this process,
+  the ops half in a child process (:class:`OpsProcess`; ``--single-process`` keeps both in
+  one).
 * ``stream``: only the stream half; any number of them.
 * ``ops``: only the ops half; runs no Faust app (a plain ``mode`` worker).
 
@@ -30,14 +32,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import fcntl
 import logging
 import os
+import signal
+import subprocess
 import sys
 from typing import Any
 
 import faust
 import mode
+from aiokafka import AIOKafkaConsumer
 from mode import Service
 
 from consumers.api.server import build_app, serve
@@ -49,62 +55,67 @@ from consumers.risk.watermark import complete_until_ms
 from consumers.sink import ClickHouseSink
 from streams.app import RegistryStreams
 from streams.consent_consumer import ConsentConsumer
+from streams.intake.service import BulkIntake
 from streams.settings import Settings
 from streams.topics_admin import ensure_registry_topics
 
 log = logging.getLogger(__name__)
 
 
-class ConsentAgent(Service):
-    """The consent agent on its own consumer (see :mod:`streams.consent_consumer`)."""
+class StreamSide(Service):
+    """What runs beside the Faust app in a stream half: registry topics, the bulk intake loop
+    (:mod:`streams.intake`) and the consent agent (:mod:`streams.consent_consumer`), each on
+    an aiokafka consumer of its own, and the metadata consumer of the consent barrier."""
 
     def __init__(self, settings: Settings, streams: RegistryStreams, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.consumer = ConsentConsumer(settings, streams.consent_ingest)
-        self._task: asyncio.Task[None] | None = None
+        self.settings = settings
+        self.streams = streams
+        self.intake = BulkIntake(settings, streams.validator)
+        self.consent = ConsentConsumer(settings, streams.consent_ingest)
+        self._meta: AIOKafkaConsumer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
-    async def on_start(self) -> None:
-        self._task = asyncio.ensure_future(self.consumer.run())
+    async def on_first_start(self) -> None:
+        await ensure_registry_topics(self.settings)
+        self._meta = AIOKafkaConsumer(**self.settings.kafka_client_options(),
+                                      enable_auto_commit=False)
+        await self._meta.start()
+        await self.streams.prepare(self._meta)
+        self._tasks = [asyncio.ensure_future(self._guard("intake", self.intake.run())),
+                       asyncio.ensure_future(self._guard("consent", self.consent.run()))]
+
+    async def _guard(self, name: str, loop: Any) -> None:
+        """Run a loop; if it dies, stop the worker (a crash is replayed exactly on restart)."""
+        try:
+            await loop
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("the %s loop failed: stopping the worker", name)
+            self._crashed = True
+            os.kill(os.getpid(), signal.SIGTERM)
 
     async def on_stop(self) -> None:
-        self.consumer.stop()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        self.intake.stop()
+        self.consent.stop()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 15)
+        if self._meta is not None:
+            await self._meta.stop()
+        await self.streams.close()
 
 
 ROLES = ("all", "stream", "ops")
 
 
-class StreamSetup(Service):
-    """Prepares the Faust app of a ``stream`` worker (what :class:`ClickHouseSide` does in
-    ``all``): registry topics exist and lender topics are subscribed before the agents start."""
-
-    def __init__(self, settings: Settings, streams: RegistryStreams, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.settings = settings
-        self.streams = streams
-
-    async def on_first_start(self) -> None:
-        await ensure_registry_topics(self.settings)
-        await self.streams.prepare()
-
-    async def on_stop(self) -> None:
-        await self.streams.close()
-
-
 class ClickHouseSide(Service):
-    """Sink + lag monitor + HTTP, started once this process may own ClickHouse.
+    """Sink + lag monitor + HTTP, started once this process may own ClickHouse."""
 
-    With ``streams`` (role ``all``) it also prepares and closes the Faust app's helpers;
-    without (role ``ops``) it only needs the registry topics to exist.
-    """
-
-    def __init__(self, settings: Settings, streams: RegistryStreams | None,
-                 **kwargs: Any) -> None:
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings
-        self.streams = streams
         self.ch: ClickHouse | None = None
         self.sink: ClickHouseSink | None = None
         self.monitor: LagMonitor | None = None
@@ -114,8 +125,6 @@ class ClickHouseSide(Service):
 
     async def on_first_start(self) -> None:
         await ensure_registry_topics(self.settings)
-        if self.streams is not None:
-            await self.streams.prepare()
 
     def _try_lock(self) -> bool:
         if not self.settings.clickhouse_embedded:
@@ -167,33 +176,82 @@ class ClickHouseSide(Service):
                 await self._sink_task
         if self.ch is not None:
             self.ch.close()
-        if self.streams is not None:
-            await self.streams.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
 
 
-def run_worker(settings: Settings, *, loglevel: str = "info", role: str = "all") -> int:
-    """Run ``role``'s halves until SIGINT/SIGTERM; returns the exit status."""
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the parent process dies (Linux)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+class OpsProcess(Service):
+    """The ops half of a role-``all`` worker, run as a child process (``--role ops``).
+
+    Why a process: the stream half (intake, the Faust agent) keeps one core busy; the sink,
+    the lag monitor and the risk API get the other one, and a risk query never waits behind a
+    batch on the stream's event loop. The pair behaves as one worker: SIGTERM to the parent
+    stops the child first-class (it is forwarded and waited for); if the child dies, the
+    parent dies too (as abruptly as a crash, which the kill tests prove exact); if the parent
+    dies, the kernel sends the child SIGTERM.
+    """
+
+    def __init__(self, loglevel: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.loglevel = loglevel
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def on_start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--role", "ops",
+             "--loglevel", self.loglevel], preexec_fn=_die_with_parent)
+        log.info("ops half started as process %d", self.proc.pid)
+
+    @Service.task
+    async def _watch(self) -> None:
+        while not self.should_stop:
+            if self.proc is not None and self.proc.poll() is not None:
+                log.error("the ops half (process %d) exited with %s: stopping this worker",
+                          self.proc.pid, self.proc.returncode)
+                os._exit(1)
+            await self.sleep(0.5)
+
+    async def on_stop(self) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            await asyncio.to_thread(proc.wait, 40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            await asyncio.to_thread(proc.wait, 10)
+
+
+def run_worker(settings: Settings, *, loglevel: str = "info", role: str = "all",
+               single_process: bool = False) -> int:
+    """Run ``role``'s halves until SIGINT/SIGTERM; returns the exit status.
+
+    Role ``all`` runs the ops half as a child process (:class:`OpsProcess`) unless
+    ``single_process``."""
     if role not in ROLES:
         raise ValueError(f"unknown worker role {role!r}; expected one of {', '.join(ROLES)}")
     if role == "ops":
-        side = ClickHouseSide(settings, None)
+        side = ClickHouseSide(settings)
         mode.Worker(side, loglevel=loglevel, quiet=True,
                     redirect_stdouts=False).execute_from_commandline()
         return 0
     streams = RegistryStreams(settings)
-    first: Service = (ClickHouseSide(settings, streams) if role == "all"
-                      else StreamSetup(settings, streams))
-    consent = ConsentAgent(settings, streams)
-    worker = faust.Worker(streams.app, first, consent, loglevel=loglevel, quiet=True,
+    services: list[Service] = [StreamSide(settings, streams)]
+    if role == "all":
+        services.append(ClickHouseSide(settings) if single_process else OpsProcess(loglevel))
+    worker = faust.Worker(streams.app, *services, loglevel=loglevel, quiet=True,
                           redirect_stdouts=False)
-    try:
-        worker.execute_from_commandline()
-    except SystemExit:
-        if streams.restart_requested:  # new lender topics: start again, same PID
-            os.execv(sys.executable, [sys.executable, "-m", "streams.cli", *sys.argv[1:]])
-        raise
+    worker.execute_from_commandline()
     return 0
 
 
@@ -205,10 +263,15 @@ def add_parser(subparsers: Any) -> Any:
         "--role", default="all", choices=ROLES,
         help="all: stream processor + sink, lag monitor and HTTP (default); stream: only the "
         "Faust and consent agents, never ClickHouse; ops: only sink, lag monitor and HTTP")
+    parser.add_argument(
+        "--single-process", action="store_true",
+        help="role all: run both halves in this process (default: the ops half is a child "
+        "process, so the two halves use two cores)")
     return parser
 
 
 def run(args: Any) -> int:
     from streams.settings import get_settings
 
-    return run_worker(get_settings(), loglevel=args.loglevel, role=args.role)
+    return run_worker(get_settings(), loglevel=args.loglevel, role=args.role,
+                      single_process=args.single_process)

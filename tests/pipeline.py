@@ -22,7 +22,8 @@ from streams.settings import Settings
 
 
 async def group_lag(settings: Settings) -> dict[str, int]:
-    """Unconsumed messages per stage: 'stream' (Faust), 'consent' and 'sink' groups."""
+    """Unconsumed messages per stage: 'intake' (lender loans), 'stream' (the Faust agent on
+    registry.validated), 'consent' and 'sink' groups."""
     topics = settings.topics
     opts = settings.kafka_client_options()
     admin = AIOKafkaAdminClient(**opts)
@@ -32,13 +33,15 @@ async def group_lag(settings: Settings) -> dict[str, int]:
     try:
         await consumer._client.force_metadata_update()
         names = consumer._client.cluster.topics()
-        stream_topics = [n for n in names if re.match(topics.loans_pattern, n)
-                         or n == topics.admitted]
+        loans_topics = [n for n in names if re.match(topics.loans_pattern, n)]
+        stream_topics = [n for n in names if n == topics.validated]
         consent_topics = [n for n in names if re.match(topics.consent_pattern, n)]
         sink_topics = [n for n in names if re.match(topics.rejected_pattern, n)
                        or n in (topics.activity, topics.consent_audit)]
         out = {}
-        for stage, group, wanted in (("stream", settings.registry_app_id, stream_topics),
+        for stage, group, wanted in (("intake", f"{settings.registry_app_id}-intake",
+                                      loans_topics),
+                                     ("stream", settings.registry_app_id, stream_topics),
                                      ("consent", f"{settings.registry_app_id}-consent",
                                       consent_topics),
                                      ("sink", f"{settings.registry_app_id}-sink", sink_topics)):

@@ -8,8 +8,11 @@ normalised, pseudonymised at once and never logged nor echoed, not even in error
 Answers:
 
 * 200 — :meth:`FrequencyAnswer.to_json` (an unknown borrower answers with zeros).
-* 400 — ``{"error": CODE, "detail": "..."}`` with CODE one of :class:`BadRequest`.
+* 400 — ``{"error": CODE, "detail": "..."}`` with CODE one of :class:`BadRequest` (body rules,
+  including unknown fields and nesting: :mod:`consumers.api.body`).
 * 401 — ``{"error": "unauthorized"}``: missing or unknown token.
+* 403 — ``{"error": "forbidden", ...}``: the token lacks scope ``frequency``
+  (:mod:`consumers.api.auth`).
 * 503 — ``{"error": "clickhouse_unavailable"}``: ClickHouse did not answer.
 
 Order of work: the inquiry is recorded FIRST, then the answer is computed, so every access is
@@ -21,49 +24,37 @@ blocking and run in a worker thread, never on the event loop.
 
 from __future__ import annotations
 
-import enum
-import json
 import logging
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from aiohttp import web
 
+from consumers.api.auth import authorizer
+from consumers.api.body import (
+    DEFAULT_PURPOSE,
+    DEFAULT_WINDOW_DAYS,
+    MAX_PURPOSE_CHARS,
+    BadRequest,
+    parse_frequency_body,
+)
+from consumers.api.body import BodyError as _Problem
 from consumers.clickhouse.client import ClickHouse
 from consumers.clickhouse.errors import ClickHouseError
 from consumers.metrics import METRICS
 from consumers.risk.batcher import FrequencyBatcher
-from consumers.risk.frequency import MAX_WINDOW_DAYS, MIN_WINDOW_DAYS, Ask
+from consumers.risk.frequency import Ask
 from consumers.risk.inquiries import Inquiry
-from schemas.national_id import normalise
 from streams.calendar import local_today
 from streams.pseudonym import Pseudonymiser
-from streams.settings import Settings
+from streams.settings import Scope, Settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WINDOW_DAYS = 30
-DEFAULT_PURPOSE = "loan_application"
-MAX_PURPOSE_CHARS = 64
-
-
-class BadRequest(enum.StrEnum):
-    """Reason codes of a 400 answer."""
-
-    INVALID_JSON = "invalid_json"
-    INVALID_BORROWER_ID = "invalid_borrower_id"
-    INVALID_WINDOW = "invalid_window"
-    INVALID_PURPOSE = "invalid_purpose"
-
-
-class _Problem(Exception):
-    def __init__(self, code: BadRequest, detail: str) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
+__all__ = ["DEFAULT_PURPOSE", "DEFAULT_WINDOW_DAYS", "MAX_PURPOSE_CHARS", "BadRequest",
+           "FrequencyHandler", "add_frequency_routes"]
 
 
 class FrequencyHandler:
@@ -82,19 +73,9 @@ class FrequencyHandler:
         self._tz = settings.tz
         self._batcher = FrequencyBatcher(ch)
 
-    def _institution(self, request: web.Request) -> str | None:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return None
-        return self._settings.institution_tokens.get(token.strip())
-
     async def handle(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
-        institution = self._institution(request)
-        if institution is None:
-            return web.json_response({"error": "unauthorized"}, status=401,
-                                     headers={"WWW-Authenticate": "Bearer"})
+        institution = authorizer(self._settings).require(request, Scope.FREQUENCY)
         try:
             borrower_id, window_days, purpose = _parse(await request.read())
         except _Problem as problem:
@@ -120,33 +101,9 @@ class FrequencyHandler:
 
 
 def _parse(raw: bytes) -> tuple[str, int, str]:
-    try:
-        body: Any = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise _Problem(BadRequest.INVALID_JSON, "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise _Problem(BadRequest.INVALID_JSON, "the body must be a JSON object")
-    raw_id = body.get("borrower_id")
-    if not isinstance(raw_id, str):
-        raise _Problem(BadRequest.INVALID_BORROWER_ID, "borrower_id must be a string")
-    try:
-        borrower_id = normalise(raw_id.strip())
-    except ValueError as exc:
-        raise _Problem(BadRequest.INVALID_BORROWER_ID, str(exc)) from None
-    window = body.get("window_days", DEFAULT_WINDOW_DAYS)
-    if (isinstance(window, bool) or not isinstance(window, int)
-            or not MIN_WINDOW_DAYS <= window <= MAX_WINDOW_DAYS):
-        raise _Problem(
-            BadRequest.INVALID_WINDOW,
-            f"window_days must be an integer from {MIN_WINDOW_DAYS} to {MAX_WINDOW_DAYS}",
-        )
-    purpose = body.get("purpose", DEFAULT_PURPOSE)
-    if not isinstance(purpose, str) or not purpose.strip() or len(purpose) > MAX_PURPOSE_CHARS:
-        raise _Problem(
-            BadRequest.INVALID_PURPOSE,
-            f"purpose must be a non-empty string of at most {MAX_PURPOSE_CHARS} characters",
-        )
-    return borrower_id, window, purpose.strip()
+    """(canonical id, window days, purpose) of a body; raises ``_Problem`` (a BodyError)."""
+    request = parse_frequency_body(raw)
+    return request.borrower_id, request.window_days, request.purpose
 
 
 HANDLER_KEY = web.AppKey("frequency_handler", FrequencyHandler)

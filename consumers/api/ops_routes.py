@@ -1,6 +1,7 @@
 """Operations routes: Prometheus metrics, the lag JSON and the human lag dashboard.
 
-* ``GET /metrics`` — the registry's metrics, Prometheus text format 0.0.4.
+* ``GET /metrics`` — the registry's metrics rendered by ``prometheus_client``: text format
+  0.0.4, or OpenMetrics when the scraper's ``Accept`` asks for it.
 * ``GET /api/v1/lag`` — :meth:`LagMonitor.snapshot`: per group the status, per partition the
   committed and end offsets, lag in messages and seconds, status and the recent history
   series; plus lender freshness. ``?points=N`` thins each series to at most N points
@@ -14,12 +15,13 @@ authentication of their own; bind them to an operations network in production.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 
 from consumers.lag.monitor import LagMonitor
-from consumers.metrics import CONTENT_TYPE, Metrics
+from consumers.metrics import Metrics
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_POINTS = 180
@@ -30,8 +32,8 @@ METRICS_KEY = web.AppKey("metrics", Metrics)
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = request.app[METRICS_KEY].render().encode()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+    body, content_type = request.app[METRICS_KEY].exposition(request.headers.get("Accept"))
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def _lag_json(request: web.Request) -> web.Response:
@@ -49,14 +51,19 @@ async def _lag_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "lag.html", headers={"Cache-Control": "no-cache"})
 
 
-def add_ops_routes(app: web.Application, *, monitor: LagMonitor, metrics: Metrics) -> None:
+def add_ops_routes(app: web.Application, *, monitor: LagMonitor, metrics: Metrics,
+                   as_of_ms: Callable[[], int | None] | None = None) -> None:
     """Register ``/metrics``, ``/api/v1/lag``, ``/lag`` and ``/static/`` on ``app``.
+
+    ``as_of_ms`` (the risk API's freshness watermark) is exported on ``/metrics`` as
+    ``registry_freshness_watermark_seconds``.
 
     The monitor's lifecycle stays with the caller (the worker starts and stops it); these
     routes only read its latest snapshot, so they never wait on Kafka.
     """
     app[MONITOR_KEY] = monitor
     app[METRICS_KEY] = metrics
+    metrics.watch_freshness(as_of_ms)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/api/v1/lag", _lag_json)
     app.router.add_get("/lag", _lag_page)

@@ -11,6 +11,7 @@ from aiohttp import web
 from consumers.api.erasure_routes import add_erasure_routes
 from consumers.api.frequency_routes import add_frequency_routes
 from consumers.api.ops_routes import add_ops_routes
+from consumers.api.report_routes import add_report_routes
 from consumers.clickhouse.client import ClickHouse
 from consumers.lag.monitor import LagMonitor
 from consumers.metrics import METRICS
@@ -20,9 +21,10 @@ from streams.settings import Settings
 def build_app(settings: Settings, ch: ClickHouse, monitor: LagMonitor,
               as_of_ms: object = None) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
-    add_ops_routes(app, monitor=monitor, metrics=METRICS)
+    add_ops_routes(app, monitor=monitor, metrics=METRICS, as_of_ms=as_of_ms)
     add_frequency_routes(app, settings=settings, ch=ch, as_of_ms=as_of_ms)
     add_erasure_routes(app, settings=settings, ch=ch)
+    add_report_routes(app, settings=settings, ch=ch)
     return app
 
 

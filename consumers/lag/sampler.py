@@ -6,8 +6,11 @@ list), :meth:`LagSampler.sample` reads:
 * the committed offset per topic partition (``OffsetFetch``) and the group's members and state
   (``DescribeGroups``), through an :class:`~aiokafka.admin.AIOKafkaAdminClient`;
 * the log-end offsets of those partitions, through a group-less ``AIOKafkaConsumer``;
-* lag in messages (``end - committed``) and lag in SECONDS: the age of the oldest unconsumed
-  record, i.e. now minus the timestamp of the record AT the committed offset (0 when lag is 0).
+* the log-start offsets of those partitions: retention may have deleted records the group
+  never read, so lag in messages is ``end - max(committed, log start)``
+  (:func:`~consumers.lag.status.partition_lag`), and lag in SECONDS is the age of the oldest
+  unconsumed record that still exists, i.e. now minus the timestamp of the record at
+  ``max(committed, log start)`` (0 when lag is 0).
   The record is read by assigning the partition and seeking to the offset; timestamps are
   cached per (topic, partition, offset), so a stalled partition costs one read in total, not
   one per sample;
@@ -41,6 +44,8 @@ from consumers.lag.status import (
     LagSnapshot,
     PartitionLag,
     evaluate_partition,
+    first_unconsumed,
+    partition_lag,
     worst,
 )
 from streams.settings import Settings
@@ -136,11 +141,15 @@ class LagSampler:
             *(admin.list_consumer_group_offsets(g) for g in group_ids)
         )
         committed: dict[str, dict[TopicPartition, int | None]] = {}
+        stream_group = self._settings.registry_app_id
         for group, found in zip(group_ids, offsets, strict=True):
             committed[group] = {
                 tp: (meta.offset if meta.offset >= 0 else None)
                 for tp, meta in found.items()
                 if tp.partition in partitions_of.get(tp.topic, ())
+                # the Faust group read lender topics before bulk intake existed; its old
+                # commits there are history (the intake group owns them now), not lag
+                and not (group == stream_group and self._loans.match(tp.topic))
             }
 
         lender_tps = [
@@ -151,14 +160,17 @@ class LagSampler:
         ]
         wanted_tps = {tp for by_tp in committed.values() for tp in by_tp} | set(lender_tps)
         ends: dict[TopicPartition, int] = {}
+        starts: dict[TopicPartition, int] = {}
         if wanted_tps:
             ends = await consumer.end_offsets(sorted(wanted_tps))
+            starts = await consumer.beginning_offsets(sorted(wanted_tps))
 
         wanted: set[tuple[str, int, int]] = set()
         for by_tp in committed.values():
             for tp, off in by_tp.items():
-                if off is not None and off < ends.get(tp, 0):
-                    wanted.add((tp.topic, tp.partition, off))
+                first = first_unconsumed(off, starts.get(tp, 0))
+                if first < ends.get(tp, 0):
+                    wanted.add((tp.topic, tp.partition, first))
         for tp in lender_tps:
             if ends.get(tp, 0) > 0:
                 wanted.add((tp.topic, tp.partition, ends[tp] - 1))
@@ -166,7 +178,7 @@ class LagSampler:
         self._ts_cache = {k: v for k, v in self._ts_cache.items() if k in wanted}
 
         groups = {
-            group: self._group_lag(group, committed[group], ends, members.get(group),
+            group: self._group_lag(group, committed[group], starts, ends, members.get(group),
                                    states.get(group, "Unknown"), now_ms)
             for group in group_ids
         }
@@ -209,6 +221,7 @@ class LagSampler:
         self,
         group: str,
         committed: dict[TopicPartition, int | None],
+        starts: dict[TopicPartition, int],
         ends: dict[TopicPartition, int],
         members: int | None,
         state: str,
@@ -217,11 +230,12 @@ class LagSampler:
         rows = []
         for tp in sorted(committed):
             off, end = committed[tp], ends.get(tp, 0)
-            lag = max(0, end - off) if off is not None else end
+            first = first_unconsumed(off, starts.get(tp, 0))
+            lag = partition_lag(off, starts.get(tp, 0), end)
             if lag == 0:
                 lag_s: float | None = 0.0
             else:
-                ts = self._ts_cache.get((tp.topic, tp.partition, off if off is not None else 0))
+                ts = self._ts_cache.get((tp.topic, tp.partition, first))
                 lag_s = max(0.0, (now_ms - ts) / 1000.0) if ts is not None else None
             series = self.series.setdefault((group, tp.topic, tp.partition), PartitionSeries())
             series.add(LagSample(now_ms, off, end, lag), lag_s, now_ms - self._history_ms)

@@ -76,6 +76,23 @@ _SEVERITY = {
 }
 
 
+def first_unconsumed(committed: int | None, log_start: int) -> int:
+    """Offset of the oldest record the group still has to read that EXISTS: the committed
+    offset, unless retention (or a ``DeleteRecords``) already removed it, then the partition's
+    log-start offset. A group that never committed starts at the log start too."""
+    return log_start if committed is None else max(committed, log_start)
+
+
+def partition_lag(committed: int | None, log_start: int, end: int) -> int:
+    """Lag in messages: ``end - max(committed, log_start)``, never below 0.
+
+    Records deleted by retention before the group read them are gone; counting them
+    (``end - committed``) would report a lag that can never shrink to 0, so the partition
+    could never be judged OK again. Offsets are Kafka offsets (``end`` = log-end offset).
+    """
+    return max(0, end - first_unconsumed(committed, log_start))
+
+
 @dataclass(frozen=True, slots=True)
 class LagSample:
     """One observation of one partition for one group."""

@@ -20,15 +20,19 @@ import time
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from streams.cli_base import ExitCode, ascii_float, ascii_int, fail
 from streams.lender.ground_truth import TruthBuilder
-from streams.lender.publisher import LenderPublisher, PublisherError
+from streams.lender.publisher import LenderPublisher, PublisherError, PublishError
 from streams.lender.scenario import build_scenario, live_items
 from streams.lender.sim_types import ItemKind, SimItem, SimulationParams, SimulationResult
-from streams.progress import Progress
+from streams.progress import progress_bar
 from streams.settings import Settings, get_settings
-from streams.topics_admin import TopicAdminError, ensure_lender_topics
+from streams.topics_admin import BrokerUnavailable, TopicAdminError, ensure_lender_topics
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 CHUNK_ITEMS = 2000
 #: Live events per second when ``--rate`` is 0 and no ``--events`` bound ends the run.
@@ -43,7 +47,7 @@ class _Player:
         publishers: dict[str, LenderPublisher],
         truth: TruthBuilder,
         params: SimulationParams,
-        progress: Progress,
+        progress: tqdm,
         stop: asyncio.Event,
     ) -> None:
         self.publishers = publishers
@@ -121,7 +125,12 @@ class _Player:
                 await asyncio.sleep(ahead)
         elif self.sent % 1000 == 0:
             await asyncio.sleep(0)  # let acknowledgements and signals through
-        self.progress.tick(self.sent, acked=sum(p.acked for p in self.publishers.values()))
+        progress = self.progress
+        if not progress.disable:
+            progress.update(self.loan_records - progress.n)
+            if self.sent % 1000 == 0:
+                acked = sum(p.acked for p in self.publishers.values())
+                progress.set_postfix_str(f"acked {acked}", refresh=False)
 
 
 async def run_simulation(
@@ -134,8 +143,10 @@ async def run_simulation(
 ) -> SimulationResult:
     """Publish the history, then live events, until ``events``/``duration``/``stop``.
 
-    Returns once everything sent is acknowledged; the truth (also written to ``truth_path``)
-    covers exactly what was published, even when stopped early.
+    ``progress``: draw a bar on stderr (loan records sent, rate, acknowledged; ETA with
+    ``events``) when stderr is a terminal. Returns once everything sent is acknowledged; the
+    truth (also written to ``truth_path``) covers exactly what was published, even when
+    stopped early.
     """
     params = params.resolved()
     scenario = build_scenario(params)
@@ -154,7 +165,9 @@ async def run_simulation(
             lid: await stack.enter_async_context(LenderPublisher(settings, lid))
             for lid in lender_ids
         }
-        player = _Player(publishers, truth, params, Progress("simulate", enabled=progress), stop)
+        bar = stack.enter_context(progress_bar(
+            "simulate", total=params.events, enabled=None if progress else False))
+        player = _Player(publishers, truth, params, bar, stop)
         player.set_rate(params.rate)
         history = await player.play(scenario.items)
         complete = history == len(scenario.items)
@@ -180,14 +193,14 @@ async def run_simulation(
 
 
 def _share(text: str) -> float:
-    value = float(text)
+    value = ascii_float(text)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text} is not a share between 0 and 1")
     return value
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = ascii_int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} must be at least 1")
     return value
@@ -210,16 +223,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Seeded: the same seed, arguments and --now give the same events.",
     )
     add = parser.add_argument
-    add("--seed", type=int, default=1)
+    add("--seed", type=ascii_int, default=1)
     add("--lenders", type=_positive_int, default=5, help="number of lenders (default 5)")
     add("--borrowers", type=_positive_int, default=1000, help="number of borrowers")
     add(
         "--rate",
-        type=float,
+        type=ascii_float,
         default=0.0,
         help=f"events/s, 0 = unlimited (live without --events: {LIVE_DEFAULT_RATE:g})",
     )
-    add("--duration", type=float, default=None, help="stop after S seconds")
+    add("--duration", type=ascii_float, default=None, help="stop after S seconds")
     add("--events", type=_positive_int, default=None, help="stop after N loan records")
     add("--days", type=_positive_int, default=30, help="history length in days (default 30)")
     add("--consent-rate", type=_share, default=0.3, help="share of (borrower, lender) consents")
@@ -228,7 +241,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--malformed-rate", type=_share, default=0.005)
     add("--now", type=_rfc3339_ms, default=None, help="end of the history (default: now)")
     add("--truth", type=Path, default=None, help="write the expected outcome as JSON here")
-    add("--quiet", action="store_true", help="no progress lines")
+    add("--quiet", action="store_true", help="no progress bar (none is drawn in a pipe anyway)")
     return parser
 
 
@@ -258,9 +271,11 @@ async def _run(settings: Settings, params: SimulationParams, truth: Path | None,
         loop.add_signal_handler(signal.SIGTERM, stop.set)
     try:
         result = await run_simulation(settings, params, truth_path=truth, progress=loud, stop=stop)
-    except (TopicAdminError, PublisherError) as exc:
-        print(f"registry simulate: {exc}", file=sys.stderr)
-        return 2
+    except PublishError as exc:
+        return fail("simulate", f"not every record was acknowledged: {exc}",
+                    ExitCode.TEMP_FAIL)
+    except (TopicAdminError, BrokerUnavailable, PublisherError) as exc:
+        return fail("simulate", str(exc), ExitCode.UNAVAILABLE)
     t = result.truth
     print(
         f"simulate: published {t.published['loans']:,} loan events, {t.published['consent']:,}"
@@ -270,4 +285,4 @@ async def _run(settings: Settings, params: SimulationParams, truth: Path | None,
         + (f"; truth in {truth}" if truth else ""),
         file=sys.stderr,
     )
-    return 0
+    return ExitCode.OK

@@ -94,7 +94,7 @@ async def test_broker_restart_mid_stream_loses_nothing(settings: Settings, worke
         worker = worker_factory()
         pid = worker.proc.pid
         deadline = time.monotonic() + 150
-        while not sum((await committed_offsets(settings, settings.registry_app_id,
+        while not sum((await committed_offsets(settings, f"{settings.registry_app_id}-intake",
                                                lambda t: t.endswith(".loans"))).values()):
             assert worker.proc.poll() is None, worker.log_tail()
             assert time.monotonic() < deadline, worker.log_tail()

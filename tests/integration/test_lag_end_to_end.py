@@ -1,11 +1,12 @@
-"""The lag monitor outlives the stream: an ``ops`` worker (sink, lag monitor, HTTP) keeps
-reporting while the only ``stream`` worker is stopped.
+"""The lag monitor outlives the stream: an ``ops`` worker (sink, lag monitor, HTTP) keeps reporting
+while the only ``stream`` worker is stopped.
 
-Through the real ``/api/v1/lag`` of the ops worker: the registry's Faust group first drains to
-lag 0 / OK; with the stream worker stopped and lenders still publishing, its lag grows
-sample after sample and its status leaves OK (WARN: an empty group whose commits stand still,
-before the STOPPED threshold); with a stream worker back, lag returns to 0 and status to OK.
-The observed figures are printed (run with ``-s``).
+Through the real ``/api/v1/lag`` of the ops worker: the registry's intake group (the stream
+worker's bulk reader of the lender topics) first drains to lag 0 / OK; with the stream worker
+stopped and lenders still publishing, its lag grows sample after sample and its status leaves OK
+(WARN: an empty group whose commits stand still, before the STOPPED threshold); with a stream
+worker back, lag returns to 0 and status to OK. The observed figures are printed (run with
+``-s``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ OPS_ARGS = ["worker", "--role", "ops"]
 
 
 async def _group(session: aiohttp.ClientSession, settings: Settings) -> dict[str, Any] | None:
-    """The Faust group's entry of the latest snapshot, with ``sampled_at``; None if absent."""
+    """The intake group's entry (it reads the lender topics) of the latest snapshot, with
+    ``sampled_at``; None if absent."""
     url = f"http://{settings.api_host}:{settings.api_port}/api/v1/lag"
     try:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as response:
@@ -44,7 +46,7 @@ async def _group(session: aiohttp.ClientSession, settings: Settings) -> dict[str
             data = await response.json()
     except (aiohttp.ClientError, TimeoutError):  # the ops worker is not serving yet
         return None
-    group = data["groups"].get(settings.registry_app_id)
+    group = data["groups"].get(f"{settings.registry_app_id}-intake")
     return None if group is None else {**group, "sampled_at": data["sampled_at"]}
 
 
@@ -85,9 +87,6 @@ def _drained(group: dict[str, Any]) -> bool:
 
 async def test_lag_monitor_sees_stream_worker_stop_and_recover(settings: Settings,
                                                                worker_factory) -> None:
-    # The lenders' topics exist before the stream worker starts: a lender topic discovered
-    # while the Faust consumer is fetching can crash its fetcher (faust-streaming's
-    # "Partition is not assigned" in highwater()), which is not what this test is about.
     for lender in lenders(LENDERS):
         await ensure_lender_topics(settings, lender.lender_id)
     ops = worker_factory(extra_env=OPS_ENV, args=OPS_ARGS)
@@ -99,7 +98,7 @@ async def test_lag_monitor_sees_stream_worker_stop_and_recover(settings: Setting
     async with aiohttp.ClientSession() as session:
         started = time.monotonic()
         await _poll_until(session, settings, _drained, timeout=240,
-                          what="the Faust group drained (lag 0, OK)", workers=(ops, stream))
+                          what="the intake group drained (lag 0, OK)", workers=(ops, stream))
         print(f"\n[lag e2e] first {first.sent} records drained after "
               f"{time.monotonic() - started:.1f}s")
 

@@ -5,10 +5,11 @@ folder), so stopping it hurts no other test. While the worker processes a rate-l
 simulation, Redis is shut down for ~15 s and then started again on the same data folder, so the
 consent intervals and dedup marks written before the outage are still there.
 
-Asserted during the outage: the worker keeps its PID, and the Faust group's committed offsets
-on the lender loans topics do not move (no event is decided without Redis, so none is
-acknowledged). After the restart: the ClickHouse ledger and buckets equal the oracle exactly —
-no event admitted without a consent decision, none lost, none twice.
+Asserted during the outage: the worker keeps its PID, and the Faust group's committed offsets on
+``registry.validated`` do not move (no event is decided without Redis, so none is acknowledged;
+bulk intake, which needs no Redis, may go on reading lender topics). After the restart: the
+ClickHouse ledger and buckets equal the oracle exactly — no event admitted without a consent
+decision, none lost, none twice.
 """
 
 from __future__ import annotations
@@ -64,24 +65,29 @@ async def test_redis_outage_admits_nothing_undecided_and_loses_nothing(
     try:
         pid = worker.proc.pid
         loans = re.compile(settings.topics.loans_pattern)
-        group = settings.registry_app_id
+        group, intake = settings.registry_app_id, f"{settings.registry_app_id}-intake"
 
         def is_loans(topic: str) -> bool:
             return bool(loans.match(topic))
 
-        # mid-stream: the Faust group has committed on the loans topics
+        def is_validated(topic: str) -> bool:
+            return topic == settings.topics.validated
+
+        # mid-stream: intake has read 2,000 lender records and the Faust group (which decides
+        # with Redis) has committed batch records of them
         deadline = time.monotonic() + 150
-        while sum((await committed_offsets(settings, group, is_loans)).values()) < 2000:
+        while (sum((await committed_offsets(settings, intake, is_loans)).values()) < 2000
+               or not sum((await committed_offsets(settings, group, is_validated)).values())):
             assert worker.proc.poll() is None, worker.log_tail()
             assert time.monotonic() < deadline, worker.log_tail()
             await asyncio.sleep(0.5)
-        before = await committed_offsets(settings, group, is_loans)
+        before = await committed_offsets(settings, group, is_validated)
         stopped_at = time.monotonic()
         await asyncio.to_thread(redis_server.run, "stop")
         await asyncio.sleep(4.0)  # commits of events decided before the stop may still land
-        first = await committed_offsets(settings, group, is_loans)
+        first = await committed_offsets(settings, group, is_validated)
         await asyncio.sleep(max(0.0, stopped_at + OUTAGE_S - 1 - time.monotonic()))
-        second = await committed_offsets(settings, group, is_loans)
+        second = await committed_offsets(settings, group, is_validated)
         assert worker.proc.poll() is None and worker.proc.pid == pid, worker.log_tail()
         await asyncio.to_thread(redis_server.run, "start")
         outage = time.monotonic() - stopped_at
@@ -96,7 +102,7 @@ async def test_redis_outage_admits_nothing_undecided_and_loses_nothing(
         code = worker.stop()  # before the fixture stops Redis
     assert code == 0, worker.log_tail()
     truth = result.truth
-    print(f"[redis-outage] Redis down {outage:.1f}s; loans committed before stop "
+    print(f"[redis-outage] Redis down {outage:.1f}s; validated batches committed before stop "
           f"{sum(before.values())}, +4s {sum(first.values())}, at end of outage "
           f"{sum(second.values())}; 'redis unavailable' waits logged {waits}; "
           f"drained {drained:.1f}s after the simulation ended; published {result.sent}, admitted "

@@ -8,6 +8,7 @@ must both be counted in ``inquiring_institutions``.
 
 from __future__ import annotations
 
+import logging
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from consumers.api.server import build_app
 from consumers.clickhouse.client import ClickHouse, connect
 from consumers.clickhouse.migrations import apply_migrations
 from consumers.lag.monitor import LagMonitor
+from consumers.metrics import METRICS
 from schemas.national_id import generate
 from streams.calendar import local_today
 from streams.pseudonym import Pseudonymiser
@@ -29,7 +31,8 @@ pytestmark = pytest.mark.integration
 
 COLUMNS = ["borrower", "day", "draws", "draw_amount_minor", "repayments",
            "repaid_amount_minor", "defaults", "lenders", "last_draw_at", "version"]
-TOKENS = "bank-a:ta,bank-b:tb"
+COUNTER_TOKEN = "tok-counter-5e1"  # scope subject_report only: no frequency queries
+TOKENS = f"bank-a:ta,bank-b:tb,counter:{COUNTER_TOKEN}:subject_report"
 
 
 @pytest.fixture(scope="module")
@@ -144,10 +147,31 @@ async def test_unknown_borrower_is_zeros(api: TestClient, world: dict) -> None:
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"},
                                      {"Authorization": "Basic ta"}])
 async def test_unauthorized(api: TestClient, world: dict, headers: dict) -> None:
+    denied = METRICS.security_api_denied.value("/api/v1/frequency", "unauthorized")
     response = await api.post("/api/v1/frequency", headers=headers,
                               json={"borrower_id": world["ids"]["monthly"]})
     assert response.status == 401
     assert await response.json() == {"error": "unauthorized"}
+    assert METRICS.security_api_denied.value("/api/v1/frequency", "unauthorized") == denied + 1
+
+
+async def test_token_without_the_scope_is_forbidden_logged_and_counted(
+    api: TestClient, world: dict, ch: ClickHouse, caplog: pytest.LogCaptureFixture
+) -> None:
+    national_id = world["ids"]["monthly"]
+    before = _inquiry_rows(ch, world["settings"], national_id)
+    denied = METRICS.security_api_denied.value("/api/v1/frequency", "forbidden")
+    with caplog.at_level(logging.WARNING, logger="registry.security"):
+        response = await api.post("/api/v1/frequency", headers=_auth(COUNTER_TOKEN),
+                                  json={"borrower_id": national_id, "window_days": 30})
+    assert response.status == 403
+    assert await response.json() == {"error": "forbidden",
+                                     "detail": "token lacks scope frequency"}
+    assert METRICS.security_api_denied.value("/api/v1/frequency", "forbidden") == denied + 1
+    assert _inquiry_rows(ch, world["settings"], national_id) == before  # nothing was read
+    events = [r.getMessage() for r in caplog.records if r.name == "registry.security"]
+    assert len(events) == 1 and "forbidden" in events[0] and "counter" in events[0]
+    assert COUNTER_TOKEN not in events[0] and national_id not in events[0]
 
 
 async def test_bad_requests_never_echo_the_id(api: TestClient, world: dict, ch: ClickHouse

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from consumers.lag.status import LagSample, LagStatus, evaluate_partition, worst
+from consumers.lag.status import (
+    LagSample,
+    LagStatus,
+    evaluate_partition,
+    first_unconsumed,
+    partition_lag,
+    worst,
+)
 
 STEP_MS = 2000
 
@@ -134,3 +141,40 @@ def test_group_status_is_worst_partition(
     statuses: list[LagStatus], expected: LagStatus
 ) -> None:
     assert worst(statuses) is expected
+
+
+# --- lag after retention (issue 13, input 10) ---------------------------------------------------
+
+#: A recorded offset history of one partition, as (committed, log start, log end): the group
+#: is caught up at 500; its worker stops while producers write 200 more; retention then
+#: deletes everything up to 900 (log start 900 = end: nothing is left to read); the worker
+#: is back (one member) but has nothing to consume, so it commits nothing new.
+RECORDED = (
+    [(500, 0, 500)] * 3
+    + [(500, 0, 500 + 50 * i) for i in range(1, 5)]
+    + [(500, 900, 900)] * 12
+)
+
+
+def test_lag_counts_only_records_that_still_exist() -> None:
+    assert partition_lag(500, 0, 700) == 200  # nothing deleted: end - committed
+    assert partition_lag(500, 900, 900) == 0  # every unread record was deleted
+    assert partition_lag(500, 700, 900) == 200  # end - log start, not end - committed (400)
+    assert partition_lag(None, 700, 900) == 200  # never committed: from the log start
+    assert partition_lag(950, 900, 900) == 0  # never negative
+    assert (first_unconsumed(500, 700), first_unconsumed(800, 700)) == (700, 800)
+
+
+def test_status_returns_to_ok_after_retention_on_the_recorded_history() -> None:
+    samples = [
+        LagSample(1_000_000 + i * STEP_MS, c, e, partition_lag(c, start, e))
+        for i, (c, start, e) in enumerate(RECORDED)
+    ]
+    assert [s.lag for s in samples] == [0] * 3 + [50, 100, 150, 200] + [0] * 12
+    assert evaluate_partition(samples[:7], members=0, stopped_after_s=5.0) is (
+        LagStatus.STOPPED)
+    assert evaluate_partition(samples, members=1) is LagStatus.OK
+    # The old rule (end - committed) keeps 400 phantom messages and never recovers:
+    old = [LagSample(s.sampled_at_ms, s.committed, s.end, s.end - 500) for s in samples]
+    assert old[-1].lag == 400
+    assert evaluate_partition(old, members=1) is LagStatus.STALLED

@@ -54,4 +54,4 @@ def test_scram_credential_is_pbkdf2_sha512_and_requests_encode() -> None:
 def test_reserved_names_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["lender", "add", "registry-worker"])
-    assert exit_.value.code == 2 and "reserved" in capsys.readouterr().err
+    assert exit_.value.code == 64 and "reserved" in capsys.readouterr().err  # EX_USAGE

@@ -95,3 +95,29 @@ def test_generate_is_valid_deterministic_and_varied() -> None:
     assert all(1950 <= int(i[6:10]) <= 2005 for i in many)
     assert all(i[:6] in national_id.SIMULATOR_REGIONS for i in many)
     assert len(set(many)) > 1990
+
+
+# --- the one normalisation rule (issue 13, input 8) ------------------------------------------
+
+GOOD = "11010519491231002X"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [GOOD, GOOD.lower(), f"  {GOOD}  ", f"\t{GOOD}\r\n", f"\u3000{GOOD}\u3000", f"\u00a0{GOOD}",
+     f"\ufeff{GOOD}", f"{GOOD}\u200b", f" \ufeff {GOOD.lower()} "],
+)
+def test_normalise_strips_surrounding_whitespace_and_upper_cases_x(text: str) -> None:
+    assert national_id.normalise(text) == GOOD
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["110105 19491231002X", "110105-19491231002X", "１１０１０５１９４９１２３１００２Ｘ",
+     "11010519491231002\ud800", "", "   ", GOOD[:-1] + "0", GOOD + "0"],
+)
+def test_normalise_refuses_inner_characters_and_never_echoes(text: str) -> None:
+    with pytest.raises(national_id.InvalidNationalId) as info:
+        national_id.normalise(text)
+    assert isinstance(info.value, ValueError)
+    assert "1101" not in str(info.value) and "１" not in str(info.value)

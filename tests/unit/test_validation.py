@@ -320,3 +320,57 @@ def test_iso_4217_list() -> None:
     assert {"CNY", "USD", "EUR", "HKD", "JPY", "XCG", "ZWG"} <= ISO_4217
     assert not {"RMB", "XXX", "XTS", "HRK", "cny"} & ISO_4217
     assert all(len(c) == 3 and c.isupper() and c.isascii() for c in ISO_4217)
+
+
+# --- bad input at every entry point (issue 13) --------------------------------------------------
+
+
+@pytest.mark.parametrize("amount", ["１００.００", "１00.00", "100.０0", "٣٠٠", "१००"])
+def test_full_width_and_other_unicode_digits_are_invalid_amounts(amount: str) -> None:
+    error = reject_json(loan_json(amount=amount))
+    assert (error.reason, error.field) == (R.INVALID_AMOUNT, "amount")
+
+
+@pytest.mark.parametrize("at", ["２026-09-21T12:00:00+08:00", "2026-09-21T12:00:00+０8:00",
+                                "2026-09-21T12:00:00.１Z"])
+def test_unicode_digits_in_timestamps_are_invalid(at: str) -> None:
+    error = reject_json(loan_json(occurred_at=at))
+    assert (error.reason, error.field) == (R.INVALID_TIMESTAMP, "occurred_at")
+
+
+@pytest.mark.parametrize("field", ["event_id", "loan_id", "product", "lender_id"])
+def test_a_lone_surrogate_in_a_text_field_is_malformed(field: str) -> None:
+    error = reject_json(loan_json(**{field: "bt\ud800"}))
+    assert (error.reason, error.field) == (R.MALFORMED, field)
+    with pytest.raises(ValidationError) as info:
+        parse_consent_json(consent_json(reference="\udfff"), lender_id=LENDER, now_ms=NOW,
+                           limits=LIMITS)
+    assert (info.value.reason, info.value.field) == (R.MALFORMED, "reference")
+
+
+def test_a_surrogate_pair_escape_is_text_and_accepted() -> None:
+    event = parse_loan_json(loan_json(product="\U0001f600"), lender_id=LENDER, now_ms=NOW,
+                            limits=LIMITS)
+    assert event.product == "\U0001f600"
+
+
+@pytest.mark.parametrize("padded", [f" {BORROWER} ", f"\t{BORROWER.lower()}\n",
+                                    f"\u3000{BORROWER}", f"\ufeff{BORROWER}"])
+def test_borrower_id_whitespace_is_normalised_on_every_path(padded: str) -> None:
+    event = parse_loan_json(loan_json(borrower_id=padded), lender_id=LENDER, now_ms=NOW,
+                            limits=LIMITS)
+    assert event.borrower_id == BORROWER
+    consent = parse_consent_json(consent_json(borrower_id=padded), lender_id=LENDER,
+                                 now_ms=NOW, limits=LIMITS)
+    assert consent.borrower_id == BORROWER
+    record = check_loan_record(loan_rec(borrower_id=padded), lender_id=LENDER, now_ms=NOW,
+                               limits=LIMITS)
+    assert record.borrower_id == BORROWER
+    assert check_consent_record(consent_rec(borrower_id=padded), lender_id=LENDER,
+                                limits=LIMITS).borrower_id == BORROWER
+
+
+def test_inner_whitespace_in_a_borrower_id_is_refused_without_echo() -> None:
+    error = reject_json(loan_json(borrower_id=BORROWER[:6] + " " + BORROWER[6:]))
+    assert error.reason == R.INVALID_BORROWER_ID
+    assert BORROWER[:6] not in str(error)
