@@ -78,6 +78,8 @@ def summary_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                     " ms", "", None)
                 add(f"risk API answers/s at {qy['connections']} connections ({label})",
                     part["answers_per_s"], "", ">= 300", part["answers_per_s"] >= 300)
+                add(f"risk API server CPU per answer ({label})",
+                    part.get("server_cpu_ms_per_answer"), " ms", "", None)
                 add(f"inquiry rows == answers sent ({label})",
                     f"{part['inquiry_rows']} == {part['answers_sent']}", "", "equal",
                     part["inquiry_rows"] == part["answers_sent"])
