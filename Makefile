@@ -40,6 +40,8 @@ lint: $(STAMP) ## ruff
 
 bench: setup ## benchmark suite on the local stack -> bench/results/<ts>.{json,md} (BENCH_ARGS=--quick)
 	$(PY) -m pip install -q -e ".[embedded,dev,bench]"
+	@# wrk (Debian package) drives the risk API over HTTP in the query-latency part
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	@# Quix Streams (peer benchmark) caps pydantic/pydantic-settings below our pins: own venv
 	@test -x $(VENV)/bench-quix/bin/python || $(PYTHON) -m venv $(VENV)/bench-quix
 	$(VENV)/bench-quix/bin/python -m pip install -q "quixstreams==3.28.1" "fastavro==1.13.1"

@@ -72,6 +72,20 @@ def summary_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         add(f"risk API p50 ({qy['rows']:,} rows, fresh parts)", qy["p50"], " ms", "", None)
         add(f"risk API p99 ({qy['rows']:,} rows, fresh parts)", qy["p99"], " ms", "<= 20 ms",
             qy["p99"] <= 20)
+        for label, part in (("fresh parts", qy), ("ingesting", qy.get("ingesting") or {})):
+            if part.get("p99.9") is not None:
+                add(f"risk API p95 / p99.9 ({label})", f"{part['p95']:.1f} / {part['p99.9']:.1f}",
+                    " ms", "", None)
+                add(f"risk API answers/s at {qy['connections']} connections ({label})",
+                    part["answers_per_s"], "", ">= 300", part["answers_per_s"] >= 300)
+                add(f"risk API server CPU per answer ({label})",
+                    part.get("server_cpu_ms_per_answer"), " ms", "", None)
+                add(f"inquiry rows == answers sent ({label})",
+                    f"{part['inquiry_rows']} == {part['answers_sent']}", "", "equal",
+                    part["inquiry_rows"] == part["answers_sent"])
+        if (qy.get("ingesting") or {}).get("p99") is not None:
+            add(f"risk API p99 (ingesting {qy['ingesting']['ingest_rate']:,.0f} rows/s)",
+                qy["ingesting"]["p99"], " ms", "<= 20 ms", qy["ingesting"]["p99"] <= 20)
         merged = qy.get("merged") or {}
         if merged.get("p99") is not None:
             add("risk API p50 (parts merged)", merged["p50"], " ms", "", None)

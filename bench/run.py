@@ -172,8 +172,12 @@ def main() -> None:
             r["memory"] = step(r, f"memory, {mem_borrowers:,} borrowers", lambda: run_json(
                 ["bench.memory", "--borrowers", str(mem_borrowers)], timeout=600))
         if "query" in only:
-            r["query"] = step(r, f"query latency, {q_borrowers:,} borrowers x 10 days",
-                              lambda: query.measure(q_borrowers, 10, 2000, free_port()))
+            # ingesting round: sink-like writes at half the 1-worker e2e rate (when measured)
+            half = (r.get("e2e_1") or {}).get("events_per_s", 1000.0) / 2
+            r["query"] = step(r, f"query latency (wrk, 16 connections), {q_borrowers:,} "
+                              f"borrowers x 10 days", lambda: query.measure(
+                                  q_borrowers, 10, free_port(), seconds=10 if quick else 20,
+                                  ingest_rate=half))
     r["elapsed_s"] = time.monotonic() - began
     base = baseline(args.baseline, ts, quick)
     table = report.write(r, RESULTS, ts, base)

@@ -17,16 +17,18 @@ Answers:
 
 Order of work: the inquiry is recorded FIRST, then the answer is computed, so every access is
 audited (a failed audit insert fails the request) and ``inquiring_institutions`` counts the
-asker. ClickHouse calls are blocking and run in a worker thread.
+asker. Concurrent requests share one inquiry insert and one read
+(:class:`consumers.risk.batcher.FrequencyBatcher`, group commit); ClickHouse calls are
+blocking and run in a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -42,8 +44,9 @@ from consumers.api.body import BodyError as _Problem
 from consumers.clickhouse.client import ClickHouse
 from consumers.clickhouse.errors import ClickHouseError
 from consumers.metrics import METRICS
-from consumers.risk.frequency import frequency
-from consumers.risk.inquiries import record_inquiry
+from consumers.risk.batcher import FrequencyBatcher
+from consumers.risk.frequency import Ask
+from consumers.risk.inquiries import Inquiry
 from streams.calendar import local_today
 from streams.pseudonym import Pseudonymiser
 from streams.settings import Scope, Settings
@@ -68,6 +71,7 @@ class FrequencyHandler:
         self._as_of_ms = as_of_ms
         self._pseudonymise = Pseudonymiser(settings.pseudonym_key_bytes)
         self._tz = settings.tz
+        self._batcher = FrequencyBatcher(ch)
 
     async def handle(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -83,14 +87,10 @@ class FrequencyHandler:
         today = local_today(self._tz)
         as_of = self._as_of_ms() if self._as_of_ms is not None else None
         try:
-            await asyncio.to_thread(
-                record_inquiry, self._ch, institution=institution, borrower=borrower,
-                purpose=purpose, window_days=window_days, request_id=request_id,
-            )
-            answer = await asyncio.to_thread(
-                frequency, self._ch, borrower=borrower, window_days=window_days,
-                tz=self._tz, today=today, as_of_ms=as_of,
-            )
+            answer = await self._batcher.answer(
+                Inquiry(datetime.now(UTC), institution, borrower, purpose, window_days,
+                        request_id),
+                Ask(borrower, window_days, self._tz, today, as_of))
         except ClickHouseError as exc:
             log.warning("frequency query %s failed: %s", request_id, exc)
             return web.json_response({"error": "clickhouse_unavailable"}, status=503)

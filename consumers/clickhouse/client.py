@@ -58,10 +58,13 @@ class ClickHouse:
             except Exception as exc:  # driver errors are classified at this boundary
                 raise classify(exc) from exc
 
-    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
+    def query(self, sql: str, parameters: dict[str, Any] | None = None, *,
+              settings: dict[str, Any] | None = None) -> list[tuple]:
+        """Rows of ``sql``; ``settings``: per-query ClickHouse settings (``max_threads``...)."""
         with self._lock:
             try:
-                return self._client.query(sql, parameters=parameters).result_rows
+                return self._client.query(sql, parameters=parameters,
+                                          settings=settings).result_rows
             except Exception as exc:
                 raise classify(exc) from exc
 

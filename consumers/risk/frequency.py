@@ -2,8 +2,9 @@
 
 Window: the local days ``[today - window_days + 1, today]`` of the registry time zone, both
 ends included, so ``window_days=1`` is "today so far". The answer is read from
-``borrower_daily`` (highest version per day) with one point-range query on its
-``(borrower, day)`` key; totals, distinct lenders and the daily series are computed here, so
+``borrower_daily`` (highest version per day) and ``inquiries`` with ONE point-range query on
+their ``(borrower, ...)`` keys, for a whole batch of concurrent asks at once
+(:func:`answer_batch`); totals, distinct lenders and the daily series are computed here, so
 every number in one answer comes from the same read. Days without a row are zero days: an
 unknown borrower answers with zeros, never with an error. ``daily`` lists EVERY day of the
 window, oldest first, zeros included.
@@ -21,32 +22,51 @@ from decimal import Decimal
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from consumers.risk.inquiries import inquiring_institutions as count_inquiring
 from schemas.records import format_timestamp
 
 MIN_WINDOW_DAYS = 1
 MAX_WINDOW_DAYS = 400
 _CENT = Decimal("0.01")
 
-#: Highest version per day, like ``FINAL`` but without merging whole parts at read time: with
-#: unmerged parts ``FINAL`` cost ~70-100 ms here against ~7 ms for this point-range GROUP BY
-#: (bench: ``make bench``, query latency). Rows of one version are identical (versioned absolute
-#: rows), so ``argMax`` is exact.
-_DAILY_SQL = (
-    "SELECT day, argMax(draws, version), argMax(draw_amount_minor, version), "
-    "argMax(repayments, version), argMax(repaid_amount_minor, version), "
-    "argMax(defaults, version), argMax(lenders, version), "
-    "toUnixTimestamp64Milli(argMax(last_draw_at, version)) "
+#: Point-read settings (per query): one read thread. A point range of a few granules gains
+#: nothing from parallel reading and pays thread start-up on every query (profile in
+#: the README, Performance, "Risk API latency").
+POINT_READ_SETTINGS: dict[str, Any] = {"max_threads": 1}
+
+#: ONE query for a batch of asks: the daily rows (kind 0) and the inquiries (kind 1) of every
+#: borrower in ``{b}``, over the union of their windows.
+#:
+#: Daily rows: highest version per day, like ``FINAL`` but without merging whole parts at read
+#: time (with unmerged parts ``FINAL`` cost ~70-100 ms against ~7 ms for this point-range
+#: GROUP BY, ``make bench``). Rows of one version are identical (versioned absolute rows), so
+#: ``argMax`` is exact.
+#:
+#: Inquiries: per (borrower, institution) the latest inquiry since the earliest window start;
+#: an institution counts for an ask when its latest inquiry is at or after that ask's start,
+#: which is exactly ``uniqExact(institution)`` over the ask's window.
+_BATCH_SQL = (
+    "SELECT 0 AS kind, borrower, day, argMax(draws, version), "
+    "argMax(draw_amount_minor, version), argMax(repayments, version), "
+    "argMax(repaid_amount_minor, version), argMax(defaults, version), "
+    "argMax(lenders, version), toUnixTimestamp64Milli(argMax(last_draw_at, version)) "
     "FROM borrower_daily "
-    "WHERE borrower = {b:String} AND day BETWEEN {start:Date} AND {end:Date} "
-    "GROUP BY day ORDER BY day"
+    "WHERE borrower IN {b:Array(String)} AND day BETWEEN {start:Date} AND {end:Date} "
+    "GROUP BY borrower, day "
+    "UNION ALL "
+    "SELECT 1 AS kind, borrower, toDate(0), 0, 0, 0, 0, 0, [institution], "
+    "toUnixTimestamp64Milli(max(inquired_at)) "
+    "FROM inquiries "
+    "WHERE borrower IN {b:Array(String)} "
+    "AND inquired_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC') "
+    "GROUP BY borrower, institution"
 )
 
 
 class QueryFacade(Protocol):
     """The part of :class:`consumers.clickhouse.client.ClickHouse` this module needs."""
 
-    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]: ...
+    def query(self, sql: str, parameters: dict[str, Any] | None = None, *,
+              settings: dict[str, Any] | None = None) -> list[tuple]: ...
 
 
 def money(minor: int) -> str:
@@ -120,6 +140,27 @@ def _ts(ms: int | None) -> str | None:
     return None if ms is None else format_timestamp(int(ms))
 
 
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """One frequency question: pseudonym ``borrower`` over ``window_days`` local days ending
+    ``today`` in zone ``tz``; ``as_of_ms`` is passed through to the answer."""
+
+    borrower: str
+    window_days: int
+    tz: ZoneInfo
+    today: date
+    as_of_ms: int | None = None
+
+    @property
+    def bounds(self) -> tuple[date, date]:
+        return window_bounds(self.today, self.window_days)
+
+    @property
+    def since_ms(self) -> int:
+        """Local midnight starting the window, epoch ms: the inquiry count starts there."""
+        return int(window_start_utc(self.bounds[0], self.tz).timestamp() * 1000)
+
+
 def frequency(
     ch: QueryFacade,
     *,
@@ -134,21 +175,54 @@ def frequency(
     Raises ``ValueError`` for a window outside 1..400 days, and the facade's
     ``ClickHouseError`` when ClickHouse cannot answer.
     """
-    start, end = window_bounds(today, window_days)
-    rows = ch.query(_DAILY_SQL, {"b": borrower, "start": start, "end": end})
-    by_day: dict[date, tuple] = {_as_date(row[0]): row for row in rows}
+    return answer_batch(ch, [Ask(borrower, window_days, tz, today, as_of_ms)])[0]
 
+
+def answer_batch(ch: QueryFacade, asks: list[Ask]) -> list[FrequencyAnswer]:
+    """The answers to ``asks``, in order, from ONE ClickHouse query (see ``_BATCH_SQL``).
+
+    Every answer is computed from the same read, so a batch costs about one point read: the
+    query covers every borrower of the batch over the union of the windows, and each answer
+    keeps only its own borrower, days and inquiries. Raises ``ValueError`` for a window
+    outside 1..400 days (before any query), and the facade's ``ClickHouseError`` when
+    ClickHouse cannot answer.
+    """
+    if not asks:
+        return []
+    bounds = [ask.bounds for ask in asks]  # validates every window first
+    since = [ask.since_ms for ask in asks]
+    rows = ch.query(_BATCH_SQL, {
+        "b": sorted({ask.borrower for ask in asks}),
+        "start": min(b[0] for b in bounds), "end": max(b[1] for b in bounds),
+        "since_ms": min(since),
+    }, settings=POINT_READ_SETTINGS)
+    daily: dict[str, dict[date, tuple]] = {}
+    inquired: dict[str, list[int]] = {}
+    for kind, borrower, day, *values in rows:
+        if kind == 0:
+            daily.setdefault(borrower, {})[_as_date(day)] = tuple(values)
+        else:
+            inquired.setdefault(borrower, []).append(int(values[-1]))
+    return [
+        _answer(ask, start, end, daily.get(ask.borrower, {}),
+                sum(1 for latest in inquired.get(ask.borrower, ()) if latest >= since_ms))
+        for ask, (start, end), since_ms in zip(asks, bounds, since, strict=True)
+    ]
+
+
+def _answer(ask: Ask, start: date, end: date, by_day: dict[date, tuple],
+            inquiring: int) -> FrequencyAnswer:
     draws = draw_minor = repayments = repaid_minor = defaults = active = 0
     lenders: set[str] = set()
     last_draw: int | None = None
     daily: list[DayActivity] = []
-    for offset in range(window_days):
+    for offset in range(ask.window_days):
         day = start + timedelta(days=offset)
         row = by_day.get(day)
         if row is None:
             daily.append(DayActivity(day))
             continue
-        _, d_draws, d_amount, d_repay, d_repaid, d_defaults, d_lenders, d_last = row
+        d_draws, d_amount, d_repay, d_repaid, d_defaults, d_lenders, d_last = row
         draws += d_draws
         draw_minor += d_amount
         repayments += d_repay
@@ -160,10 +234,8 @@ def frequency(
         if d_last is not None and (last_draw is None or d_last > last_draw):
             last_draw = int(d_last)
         daily.append(DayActivity(day, int(d_draws), int(d_amount)))
-
-    inquiring = count_inquiring(ch, borrower, window_start_utc(start, tz))
     return FrequencyAnswer(
-        window_days=window_days,
+        window_days=ask.window_days,
         start=start,
         end=end,
         draws=int(draws),
@@ -174,7 +246,7 @@ def frequency(
         distinct_lenders=len(lenders),
         active_days=active,
         last_draw_at_ms=last_draw,
-        as_of_ms=as_of_ms,
+        as_of_ms=ask.as_of_ms,
         inquiring_institutions=inquiring,
         daily=daily,
     )

@@ -12,25 +12,38 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from consumers.risk.frequency import frequency, money, window_bounds, window_start_utc
+from consumers.risk.frequency import (
+    Ask,
+    answer_batch,
+    frequency,
+    money,
+    window_bounds,
+    window_start_utc,
+)
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 TODAY = date(2026, 3, 1)  # the window crosses the end of a short February
 
 
 class FakeCH:
-    """Answers the daily query with fixed rows and the inquiry query with a fixed count."""
+    """Answers the one batch query with fixed rows: kind 0 daily rows, kind 1 (borrower,
+    institution, latest inquiry ms) rows, in the column layout of ``_BATCH_SQL``."""
 
-    def __init__(self, daily: list[tuple] | None = None, inquirers: int | None = None) -> None:
-        self.daily = daily or []
-        self.inquirers = inquirers
-        self.calls: list[tuple[str, dict[str, Any]]] = []
+    def __init__(self, daily: list[tuple] | None = None,
+                 inquiries: list[tuple[str, str, int]] | None = None) -> None:
+        self.rows = [(0, *row) for row in daily or []]
+        self.rows += [(1, b, date(1970, 1, 1), 0, 0, 0, 0, 0, [inst], ms)
+                      for b, inst, ms in inquiries or []]
+        self.calls: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
 
-    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
-        self.calls.append((sql, dict(parameters or {})))
-        if "borrower_daily" in sql:
-            return self.daily
-        return [] if self.inquirers is None else [(self.inquirers,)]
+    def query(self, sql: str, parameters: dict[str, Any] | None = None, *,
+              settings: dict[str, Any] | None = None) -> list[tuple]:
+        self.calls.append((sql, dict(parameters or {}), settings))
+        return self.rows
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
 
 
 def test_window_bounds_include_today_and_cross_month_end() -> None:
@@ -52,11 +65,10 @@ def test_window_start_is_local_midnight_in_utc() -> None:
 def test_query_is_one_point_range_with_local_day_bounds() -> None:
     ch = FakeCH()
     frequency(ch, borrower="p1", window_days=7, tz=SHANGHAI, today=TODAY)
-    daily = [params for sql, params in ch.calls if "borrower_daily" in sql]
-    assert daily == [{"b": "p1", "start": date(2026, 2, 23), "end": TODAY}]
-    inquiries = [params for sql, params in ch.calls if "inquiries" in sql]
     since = datetime(2026, 2, 22, 16, tzinfo=UTC)
-    assert inquiries == [{"b": "p1", "since_ms": int(since.timestamp() * 1000)}]
+    assert [(params, settings) for _, params, settings in ch.calls] == [
+        ({"b": ["p1"], "start": date(2026, 2, 23), "end": TODAY, "since_ms": _ms(since)},
+         {"max_threads": 1})]
 
 
 def test_unknown_borrower_answers_zeros_for_every_day() -> None:
@@ -75,11 +87,14 @@ def test_unknown_borrower_answers_zeros_for_every_day() -> None:
 def test_totals_lenders_and_series_from_rows() -> None:
     last_ms = int(datetime(2026, 2, 28, 3, 4, 5, 678000, tzinfo=UTC).timestamp() * 1000)
     rows = [
-        (date(2026, 2, 27), 2, 125000, 0, 0, 0, ["a", "b"], last_ms - 86_400_000),
-        (date(2026, 2, 28), 1, 5, 1, 30000, 1, ["b", "c"], last_ms),
-        (date(2026, 3, 1), 0, 0, 1, 99, 0, ["a"], None),
+        ("p", date(2026, 2, 27), 2, 125000, 0, 0, 0, ["a", "b"], last_ms - 86_400_000),
+        ("p", date(2026, 2, 28), 1, 5, 1, 30000, 1, ["b", "c"], last_ms),
+        ("p", date(2026, 3, 1), 0, 0, 1, 99, 0, ["a"], None),
     ]
-    answer = frequency(FakeCH(rows, inquirers=3), borrower="p", window_days=3, tz=SHANGHAI,
+    start = _ms(datetime(2026, 2, 26, 16, tzinfo=UTC))  # local midnight of 2026-02-27
+    inquiries = [("p", "bank-a", start), ("p", "bank-b", start + 1), ("p", "bank-c", last_ms),
+                 ("p", "bank-d", start - 1)]  # bank-d asked last before the window
+    answer = frequency(FakeCH(rows, inquiries), borrower="p", window_days=3, tz=SHANGHAI,
                        today=TODAY, as_of_ms=1_772_300_000_123)
     body = answer.to_json()
     assert body["draws"] == 3 and body["draw_amount"] == "1250.05"
@@ -99,3 +114,27 @@ def test_money_formats_minor_units() -> None:
     assert money(125000) == "1250.00"
     assert money(7) == "0.07"
     assert money(-150) == "-1.50"
+
+
+def test_batch_answers_each_ask_from_its_own_borrower_window_and_inquiries() -> None:
+    """Two borrowers, windows of 1 and 3 days, one read: every answer keeps only its borrower,
+    its days and the inquiries since its own window start."""
+    day1 = _ms(datetime(2026, 2, 28, 16, tzinfo=UTC))  # local midnight of TODAY
+    rows = [("p", date(2026, 2, 27), 2, 200, 0, 0, 0, ["a"], None),
+            ("p", TODAY, 1, 100, 0, 0, 0, ["b"], None),
+            ("q", TODAY, 5, 500, 0, 0, 0, ["c"], None)]
+    inquiries = [("p", "bank-a", day1 - 1), ("p", "bank-b", day1), ("q", "bank-a", day1 + 5)]
+    ch = FakeCH(rows, inquiries)
+    p3, p1, q1 = answer_batch(ch, [Ask("p", 3, SHANGHAI, TODAY), Ask("p", 1, SHANGHAI, TODAY),
+                                   Ask("q", 1, SHANGHAI, TODAY, as_of_ms=7)])
+    assert len(ch.calls) == 1
+    _, params, _ = ch.calls[0]
+    assert params["b"] == ["p", "q"]
+    assert (params["start"], params["end"]) == (date(2026, 2, 27), TODAY)
+    assert params["since_ms"] == _ms(datetime(2026, 2, 26, 16, tzinfo=UTC))
+    assert (p3.draws, p3.draw_amount_minor, p3.distinct_lenders, p3.inquiring_institutions) == (
+        3, 300, 2, 2)
+    assert (p1.draws, p1.draw_amount_minor, p1.distinct_lenders, p1.inquiring_institutions) == (
+        1, 100, 1, 1)
+    assert (q1.draws, q1.inquiring_institutions, q1.as_of_ms, p1.as_of_ms) == (5, 1, 7, None)
+    assert answer_batch(ch, []) == [] and len(ch.calls) == 1

@@ -22,6 +22,8 @@ ORDER BY (borrower, lender_id, event_id)
 SETTINGS non_replicated_deduplication_window = 1000;
 
 -- Absolute state of a borrower's local day (registry time zone). Highest version wins.
+-- The risk API's point reads come here: granules of 256 rows instead of 8192 read ~30x fewer
+-- rows per borrower and part (bench/query.py; tables created before keep their granularity).
 CREATE TABLE IF NOT EXISTS borrower_daily (
     borrower String,
     day Date,
@@ -36,7 +38,7 @@ CREATE TABLE IF NOT EXISTS borrower_daily (
 ) ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(day)
 ORDER BY (borrower, day)
-SETTINGS non_replicated_deduplication_window = 1000;
+SETTINGS non_replicated_deduplication_window = 1000, index_granularity = 256;
 
 -- Absolute state of a borrower's UTC hour. Highest version wins.
 CREATE TABLE IF NOT EXISTS borrower_hourly (
