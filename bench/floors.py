@@ -85,14 +85,14 @@ def faust_floor(bootstrap: str, topics: list[str], n: int) -> None:
 
 
 async def _partition_count(bootstrap: str, topic: str) -> int:
-    from aiokafka import AIOKafkaConsumer
+    from aiokafka import AIOKafkaProducer
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
     try:
-        return len(consumer.partitions_for_topic(topic) or ())
+        return len(await producer.partitions_for(topic))
     finally:
-        await consumer.stop()
+        await producer.stop()
 
 
 def faust_light(bootstrap: str, topics: list[str], n: int) -> None:
@@ -113,8 +113,12 @@ def faust_light(bootstrap: str, topics: list[str], n: int) -> None:
     app.producer.buffer.max_messages = 50_000
     topic = app.topic(*topics, key_type=bytes, value_type=bytes, key_serializer="raw",
                       value_serializer="raw")
-    counts = app.Table("daily-count", default=int, partitions=partitions, key_type=bytes,
-                       value_type=int).tumbling(timedelta(days=1), expires=timedelta(hours=72))
+    # a windowed key is (key, window): JSON-serialised, so the key is text
+    counts = app.Table("daily-count", default=int, partitions=partitions, key_type=str,
+                       value_type=int,
+                       schema=faust.Schema(key_type=str, value_type=int, key_serializer="json",
+                                           value_serializer="json"),
+                       ).tumbling(timedelta(days=1), expires=timedelta(hours=72))
     codec = codec_for(LOAN_EVENT)
     clock = _Clock(n)
     at: list[float] = [0.0]  # the current event's time (s), for the window look-up
@@ -130,7 +134,7 @@ def faust_light(bootstrap: str, topics: list[str], n: int) -> None:
                 value = None
             if value is not None and value["borrower_id"] is not None:
                 at[0] = value["occurred_at_ms"] / 1000
-                key = msg.topic.encode() + b"\x1f" + (msg.key or b"")
+                key = f"{msg.topic}\x1f{(msg.key or b'').decode('utf-8', 'replace')}"
                 by_event_time[key] += 1
             if clock.tick():
                 os._exit(0)

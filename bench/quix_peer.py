@@ -147,6 +147,10 @@ def full_peer(args: argparse.Namespace) -> None:
     pseudonymise = Pseudonymiser(os.environ["BENCH_PSEUDONYM_KEY"].encode())
     tz = ZoneInfo(args.tz)
     offset_ms = int(datetime.now(UTC).astimezone(tz).utcoffset().total_seconds() * 1000)
+    # Quix windows align to UTC days. Event times shifted by ``shift`` put local day starts on
+    # UTC midnights; one day back keeps the shifted times in the past, since the broker
+    # refuses record times more than ``log.message.timestamp.after.max.ms`` (1 h) ahead.
+    shift = offset_ms - DAY_MS
     red = redis.Redis.from_url(args.redis_url)
     dedup_script = red.register_script(_CHECK_AND_MARK)
     consent_script = red.register_script(_IN_FORCE)
@@ -175,7 +179,7 @@ def full_peer(args: argparse.Namespace) -> None:
     def event_time(value: Any, headers: Any, timestamp: int, timestamp_type: Any) -> int:
         """Windows run on event time, shifted so that UTC-aligned days are local days."""
         at = value.get("occurred_at_ms") if isinstance(value, dict) else None
-        return (at if isinstance(at, int) else timestamp) + offset_ms
+        return (at if isinstance(at, int) else timestamp) + shift
 
     def rejection(reason: str, detail: str, lender: str, event_id: Any, topic: str,
                   partition: int, offset: int) -> dict[str, Any]:
@@ -264,10 +268,10 @@ def full_peer(args: argparse.Namespace) -> None:
         def to_row(item: Any) -> list[Any]:
             win = item.value
             agg = win["value"]
-            start = win["start"] - offset_ms
             out = {**agg, "borrower": _key(item.key), "version": agg["n"],
                    "lenders": sorted(agg["lenders"]),
-                   "bucket": win["start"] // DAY_MS if daily else start}
+                   # local day number; UTC hour start in ms
+                   "bucket": win["start"] // DAY_MS + 1 if daily else win["start"] - shift}
             return (daily_row if daily else hourly_row)(out)
         return to_row
 
