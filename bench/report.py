@@ -120,8 +120,12 @@ def peers_md(r: dict[str, Any]) -> list[str]:
     if not rows:
         return []
     if full.get("admitted") is not None:
-        md += ["", f"Quix full peer: {full['admitted']:,} admitted, rejected "
-               f"{full.get('rejected')}, rows {full.get('rows')}."]
+        md += ["", f"Same input, same outcome? Admitted events: registry "
+               f"{_fmt(one.get('admitted'))}, Quix full peer {full['admitted']:,}; bucket rows "
+               f"(daily + hourly, FINAL): registry {_fmt(one.get('bucket_rows'))}, Quix full "
+               f"peer {_fmt(full.get('bucket_rows'))} (Quix windows drop events later than "
+               f"the grace, the registry recomputes those buckets). Quix peer rejections: "
+               f"{full.get('rejected')}."]
     return [*md, ""]
 
 
