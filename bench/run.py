@@ -114,7 +114,9 @@ def streaming(r: dict[str, Any], only: set[str], svc: Any, workdir: Path, ts: st
 
 
 def floors(r: dict[str, Any], a: Settings) -> None:
-    """The framework floor, the language floor and the peer on deployment A's lender topics."""
+    """The framework floor, the language floor and the light peers on deployment A's lender
+    topics. Every floor and peer reads ALL of those topics (N = their end offsets): after a
+    freshness part that is the backlog plus the replayed draws, the same N for each of them."""
     topics = asyncio.run(e2e.loans_topic_names(a))
     n = asyncio.run(e2e.end_offsets_total(a, topics))
     floor_args = ["--bootstrap", a.kafka_bootstrap, "--topics", ",".join(topics),
