@@ -42,9 +42,11 @@ bench: setup ## benchmark suite on the local stack -> bench/results/<ts>.{json,m
 	$(PY) -m pip install -q -e ".[embedded,dev,bench]"
 	@# wrk (Debian package) drives the risk API over HTTP in the query-latency part
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-	@# Quix Streams (peer benchmark) caps pydantic/pydantic-settings below our pins: own venv
+	@# Quix Streams (peer benchmark) caps pydantic/pydantic-settings below our pins: own venv;
+	@# the full peer also needs Redis and ClickHouse (embedded chDB) clients, at our pins
 	@test -x $(VENV)/bench-quix/bin/python || $(PYTHON) -m venv $(VENV)/bench-quix
-	$(VENV)/bench-quix/bin/python -m pip install -q "quixstreams==3.28.1" "fastavro==1.13.1"
+	$(VENV)/bench-quix/bin/python -m pip install -q "quixstreams==3.28.1" "fastavro==1.13.1" \
+	  "redis[hiredis]==8.1.0" "clickhouse-connect==1.12.0" "chdb==4.4.0"
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean: ## remove local data (not the venv, not the Kafka jar cache)
