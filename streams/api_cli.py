@@ -70,12 +70,17 @@ def add_parser(subparsers: Any) -> Any:
 
 
 def run(args: Any) -> int:
+    from streams.cli_base import ExitCode, fail
     from streams.settings import get_settings
 
+    settings = get_settings()
+    if settings.clickhouse_embedded:
+        return fail("api", "needs CLICKHOUSE_URL (a ClickHouse server); with embedded "
+                    "ClickHouse the worker serves the API", ExitCode.CONFIG)
     logging.basicConfig(level=logging.INFO)
-    asyncio.run(run_api(get_settings()))
+    asyncio.run(run_api(settings))
     return 0
 
 
-if __name__ == "__main__":  # ``python -m streams.api_cli`` until ``registry api`` is registered
+if __name__ == "__main__":
     raise SystemExit(run(None))

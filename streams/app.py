@@ -60,6 +60,7 @@ from streams.pseudonym import Pseudonymiser
 from streams.redis_client import connect_redis
 from streams.settings import Settings
 from streams.state_cache import StateCache
+from streams.topics_admin import ReplicationPlan, faust_app_kwargs, faust_table_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -93,27 +94,23 @@ def _raw_topic(app: faust.App, *names: str, partitions: int | None = None) -> An
 class RegistryStreams:
     """Builds the Faust app with its agent; :meth:`prepare` must run before the worker."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, replication: ReplicationPlan | None = None) -> None:
+        """``replication``: the topic replication plan (:func:`replication_plan_sync`); None
+        means one replica (unit tests without a broker)."""
         self.settings = settings
         topics = settings.topics
+        replication = replication or ReplicationPlan(factor=1, min_insync=1, brokers=1)
         self.topics = topics
-        broker_credentials = None
-        if settings.kafka_security_protocol.startswith("SASL"):
-            broker_credentials = faust.SASLCredentials(
-                username=settings.kafka_sasl_username,
-                password=settings.kafka_sasl_password.get_secret_value(),
-                mechanism="SCRAM-SHA-512",
-            )
         faust_dir = settings.registry_data_dir / "faust"
         faust_dir.mkdir(parents=True, exist_ok=True)
         self.app = faust.App(
             settings.registry_app_id,
             broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
-            broker_credentials=broker_credentials,
+            broker_credentials=settings.faust_broker_credentials(),
             store="memory://",
             datadir=str(faust_dir),
             topic_partitions=settings.registry_partitions,
-            topic_replication_factor=1,
+            **faust_app_kwargs(replication),
             web_enabled=False,
             autodiscover=False,
             consumer_auto_offset_reset="earliest",
@@ -144,7 +141,7 @@ class RegistryStreams:
         # recovery decodes with (faust falls back to JSON, so a restart would never recover)
         self.table = self.app.Table(
             "borrower-state", partitions=settings.registry_partitions,
-            key_type=bytes, value_type=bytes,
+            key_type=bytes, value_type=bytes, **faust_table_kwargs(replication),
             schema=faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw",
                                 value_serializer="raw"),
         )

@@ -38,6 +38,8 @@ COMMANDS: list[tuple[str, str, str]] = [
      "provision lenders and the worker principal on the broker"),
     ("erase", "streams.erasure:ERASE",
      "erase one borrower's data (ClickHouse rows, consent in Redis)"),
+    ("api", "streams.api_cli",
+     "the risk API as a process of its own, against a ClickHouse server"),
     ("report", "streams.report_cli:REPORT",
      "the data subject's own report: what the registry holds on them"),
 ]
@@ -65,7 +67,8 @@ def build_parser(
     parser = Parser(
         prog="registry", description="National consumer-credit registry: lender and operator "
         "tools. Exit codes: 0 ok, 64 usage, 65 bad input, 66 unreadable file, 69 service "
-        "unavailable, 70 internal error, 75 not acknowledged (re-run), 77 permission denied.",
+        "unavailable, 70 internal error, 75 not acknowledged (re-run), 77 permission denied, "
+        "78 configuration refused.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log Kafka client details")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

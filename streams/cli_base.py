@@ -43,6 +43,7 @@ class ExitCode(enum.IntEnum):
     SOFTWARE = 70
     TEMP_FAIL = 75
     NO_PERM = 77
+    CONFIG = 78
     INTERRUPTED = 130
 
 

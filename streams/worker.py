@@ -53,7 +53,7 @@ from streams.app import RegistryStreams
 from streams.consent_consumer import ConsentConsumer
 from streams.intake.service import BulkIntake
 from streams.settings import Settings
-from streams.topics_admin import ensure_registry_topics
+from streams.topics_admin import ensure_registry_topics, replication_plan_sync
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,8 @@ def run_worker(settings: Settings, *, loglevel: str = "info", role: str = "all")
         mode.Worker(side, loglevel=loglevel, quiet=True,
                     redirect_stdouts=False).execute_from_commandline()
         return 0
-    streams = RegistryStreams(settings)
+    # refuses (ReplicationRefused) a plan that would give the changelog too few replicas
+    streams = RegistryStreams(settings, replication_plan_sync(settings))
     services: list[Service] = [StreamSide(settings, streams)]
     if role == "all":
         services.append(ClickHouseSide(settings))
@@ -207,6 +208,13 @@ def add_parser(subparsers: Any) -> Any:
 
 
 def run(args: Any) -> int:
+    from streams.cli_base import ExitCode, fail
     from streams.settings import get_settings
+    from streams.topics_admin import BrokerUnavailable, ReplicationRefused, TopicAdminError
 
-    return run_worker(get_settings(), loglevel=args.loglevel, role=args.role)
+    try:
+        return run_worker(get_settings(), loglevel=args.loglevel, role=args.role)
+    except ReplicationRefused as exc:
+        return fail("worker", str(exc), ExitCode.CONFIG)
+    except (BrokerUnavailable, TopicAdminError) as exc:
+        return fail("worker", str(exc), ExitCode.UNAVAILABLE)

@@ -77,6 +77,8 @@ CASES: list[tuple[list[str], ExitCode]] = [
     (["erase", "--borrower", ID, "--url", CLOSED], E.UNAVAILABLE),
     (["erase", "--borrower", ID, "--status", "abc"], E.USAGE),
     (["erase", "--status", "abc", "--url", CLOSED], E.UNAVAILABLE),
+    (["api", "--bogus"], E.USAGE),
+    (["api"], E.CONFIG),  # embedded ClickHouse: the worker serves the API
     (["report"], E.USAGE),
     (["report", "123"], E.DATA_ERR),
     (["report", ID, "--url", CLOSED], E.UNAVAILABLE),
