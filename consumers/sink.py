@@ -104,9 +104,8 @@ class Batch:
     rows: dict[str, list[list[Any]]] = field(default_factory=lambda: defaultdict(list))
     #: table -> source coordinates of each row of ``rows[table]`` (same order)
     sources: dict[str, list[Source]] = field(default_factory=lambda: defaultdict(list))
-    #: (recompute kind, activity partition) -> buckets to rebuild and the highest version
-    recomputes: dict[tuple[str, int], tuple[set[tuple[str, int]], int]] = field(
-        default_factory=dict)
+    #: recompute kind -> (borrower, bucket) to rebuild -> the highest version asked for it
+    recomputes: dict[str, dict[tuple[str, int], int]] = field(default_factory=dict)
     offsets: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
     row_count: int = 0
     newest_admitted_ms: int = 0
@@ -125,8 +124,8 @@ class Batch:
                 # sources stay aligned with rows (dead letters name each row's source)
                 self.sources[table] = [src for src, k in
                                        zip(self.sources[table], keep, strict=True) if k]
-        for key, (buckets, version) in list(self.recomputes.items()):
-            self.recomputes[key] = ({b for b in buckets if b[0] != borrower}, version)
+        for kind, wanted in self.recomputes.items():
+            self.recomputes[kind] = {b: v for b, v in wanted.items() if b[0] != borrower}
         self.erasures.append((borrower, request_id, institution, at_ms))
 
     def token(self, table: str) -> str:
@@ -170,10 +169,9 @@ class ClickHouseSink:
                                     item["occurred_at_ms"])
                         continue
                     if kind.startswith("recompute"):
-                        key = (kind, record.partition)
-                        buckets, version = batch.recomputes.get(key, (set(), -1))
-                        buckets.add((item["borrower"], item["bucket"]))
-                        batch.recomputes[key] = (buckets, max(version, item["version"]))
+                        wanted = batch.recomputes.setdefault(kind, {})
+                        bucket = (item["borrower"], item["bucket"])
+                        wanted[bucket] = max(wanted.get(bucket, -1), item["version"])
                         continue
                     table, to_row = _ROW_OF[kind]
                     row = to_row(item)
@@ -230,8 +228,8 @@ class ClickHouseSink:
             METRICS.sink_batch_rows.observe(len(rows))
             METRICS.sink_rows.inc(table, amount=len(rows) - len(refused))
         # corrections read the ledger back, so they run after every ledger row is in
-        for (kind, _), (buckets, version) in sorted(batch.recomputes.items()):
-            recompute(self.ch, self._calendar, self.settings.tz, kind, buckets, version)
+        for kind, wanted in sorted(batch.recomputes.items()):
+            recompute(self.ch, self._calendar, self.settings.tz, kind, wanted)
 
     def _dead_letter(self, table: str, columns: tuple[str, ...], rows: list[list[Any]],
                      sources: list[Source], refused: list[Refusal], token: str) -> None:
