@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -103,36 +104,49 @@ def dump_clickhouse(settings: Settings, *find: str) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
-async def topics_containing(settings: Settings, needles: list[bytes]) -> dict[bytes, list[str]]:
-    """Every topic of the deployment (internal ones included) whose records contain a needle."""
+async def read_to_end(settings: Settings, topic_filter: Callable[[str], bool],
+                      on_record: Callable[[Any], None], timeout: float = 120) -> None:
+    """Read every partition of the topics ``topic_filter`` accepts, from the beginning to the
+    end offsets of the moment, calling ``on_record`` on each record in partition order."""
     consumer = AIOKafkaConsumer(**settings.kafka_client_options(), enable_auto_commit=False)
     await consumer.start()
-    found: dict[bytes, list[str]] = {n: [] for n in needles}
     try:
         await consumer._client.force_metadata_update()
-        prefixes = (settings.kafka_namespace, f"{settings.registry_app_id}-")
-        names = [n for n in consumer._client.cluster.topics() if n.startswith(prefixes)]
+        names = [n for n in consumer._client.cluster.topics() if topic_filter(n)]
         tps = [TopicPartition(t, p) for t in names
                for p in consumer._client.cluster.partitions_for_topic(t) or ()]
+        if not tps:
+            return
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
         remaining = {tp for tp in tps if ends[tp] > 0}
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + timeout
         while remaining and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500, max_records=5000)
             for tp, records in batch.items():
-                for r in records:
-                    blob = (r.key or b"") + b"\x00" + (r.value or b"")
-                    for needle in needles:
-                        if needle in blob and tp.topic not in found[needle]:
-                            found[needle].append(tp.topic)
+                for record in records:
+                    on_record(record)
                 if records and records[-1].offset >= ends[tp] - 1:
                     remaining.discard(tp)
         assert not remaining, f"could not read topics to the end: {remaining}"
-        return found
     finally:
         await consumer.stop()
+
+
+async def topics_containing(settings: Settings, needles: list[bytes]) -> dict[bytes, list[str]]:
+    """Every topic of the deployment (internal ones included) whose records contain a needle."""
+    found: dict[bytes, list[str]] = {n: [] for n in needles}
+    prefixes = (settings.kafka_namespace, f"{settings.registry_app_id}-")
+
+    def look(record: Any) -> None:
+        blob = (record.key or b"") + b"\x00" + (record.value or b"")
+        for needle in needles:
+            if needle in blob and record.topic not in found[needle]:
+                found[needle].append(record.topic)
+
+    await read_to_end(settings, lambda name: name.startswith(prefixes), look)
+    return found
 
 
 async def publish_consents_first(publishers: dict[str, LenderPublisher], chunk: list[SimItem],
@@ -145,3 +159,32 @@ async def publish_consents_first(publishers: dict[str, LenderPublisher], chunk: 
             truth.observe_consent(item.consent)
     for publisher in publishers.values():
         await publisher.flush()
+
+
+#: items per publish_items chunk (consent of a chunk is acknowledged before its events)
+PUBLISH_CHUNK = 500
+
+
+async def publish_items(settings: Settings, items: list[SimItem], truth: TruthBuilder,
+                        chunk: int = PUBLISH_CHUNK) -> None:
+    """Publish ``items`` with fresh publishers (acks=all, idempotent), each chunk's consent
+    acknowledged before its events; observed by ``truth`` exactly as sent."""
+    lenders = sorted({item.lender_id for item in items})
+    publishers = {lid: LenderPublisher(settings, lid) for lid in lenders}
+    for publisher in publishers.values():
+        await publisher.start()
+    try:
+        for start in range(0, len(items), chunk):
+            part = items[start:start + chunk]
+            await publish_consents_first(publishers, part, truth)
+            for item in part:
+                publisher = publishers[item.lender_id]
+                if item.kind is ItemKind.LOAN:
+                    await publisher.publish_event(item.loan)
+                    truth.observe_loan(item.lender_id, item.loan)
+                elif item.kind is ItemKind.RAW:
+                    await publisher.send_raw(publisher.loans_topic, item.key, item.value)
+                    truth.observe_raw(item.lender_id, item.reason)
+    finally:
+        for publisher in publishers.values():
+            await publisher.stop()

@@ -19,11 +19,11 @@ import time
 
 import pytest
 from faults import assert_matches_oracle, committed_offsets
-from pipeline import dump_clickhouse, group_lag, publish_consents_first, wait_drained
+from pipeline import PUBLISH_CHUNK as CHUNK
+from pipeline import dump_clickhouse, group_lag, publish_items, wait_drained
 from services import REPO, docker_available, local_services
 
 from streams.lender.ground_truth import TruthBuilder
-from streams.lender.publisher import LenderPublisher
 from streams.lender.scenario import build_scenario
 from streams.lender.sim_types import ItemKind, SimItem, SimulationParams
 from streams.settings import Settings
@@ -31,31 +31,7 @@ from streams.topics_admin import ensure_lender_topics
 
 pytestmark = pytest.mark.integration
 
-CHUNK = 500
 MAX_LOAN_RECORDS = 12_000  # about half before the restart, half after
-
-
-async def _publish(settings: Settings, items: list[SimItem], truth: TruthBuilder) -> None:
-    """Publish ``items`` with fresh publishers, consent of each chunk acknowledged first."""
-    lenders = sorted({item.lender_id for item in items})
-    publishers = {lid: LenderPublisher(settings, lid) for lid in lenders}
-    for publisher in publishers.values():
-        await publisher.start()
-    try:
-        for start in range(0, len(items), CHUNK):
-            chunk = items[start:start + CHUNK]
-            await publish_consents_first(publishers, chunk, truth)
-            for item in chunk:
-                publisher = publishers[item.lender_id]
-                if item.kind is ItemKind.LOAN:
-                    await publisher.publish_event(item.loan)
-                    truth.observe_loan(item.lender_id, item.loan)
-                elif item.kind is ItemKind.RAW:
-                    await publisher.send_raw(publisher.loans_topic, item.key, item.value)
-                    truth.observe_raw(item.lender_id, item.reason)
-    finally:
-        for publisher in publishers.values():
-            await publisher.stop()
 
 
 @pytest.mark.skipif(docker_available(), reason="restarts the local KRaft broker script")
@@ -89,7 +65,7 @@ async def test_broker_restart_mid_stream_loses_nothing(settings: Settings, worke
         first = CHUNK * (len(items) // 2 // CHUNK)
         for lid in lenders:
             await ensure_lender_topics(settings, lid)
-        await _publish(settings, items[:first], truth)
+        await publish_items(settings, items[:first], truth)
 
         worker = worker_factory()
         pid = worker.proc.pid
@@ -117,7 +93,7 @@ async def test_broker_restart_mid_stream_loses_nothing(settings: Settings, worke
             await asyncio.sleep(3)
         outage_s = time.monotonic() - down_at
 
-        await _publish(settings, items[first:], truth)
+        await publish_items(settings, items[first:], truth)
         expected = truth.build()
         drained = await wait_drained(settings, timeout=300, worker=worker)
         assert worker.proc.poll() is None and worker.proc.pid == pid

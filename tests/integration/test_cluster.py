@@ -29,11 +29,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from faults import assert_matches_oracle
-from pipeline import dump_clickhouse, group_lag, publish_consents_first, wait_drained
+from pipeline import PUBLISH_CHUNK as CHUNK
+from pipeline import dump_clickhouse, group_lag, publish_items, wait_drained
 from services import docker_available, local_cluster
 
 from streams.lender.ground_truth import TruthBuilder
-from streams.lender.publisher import LenderPublisher
 from streams.lender.scenario import build_scenario
 from streams.lender.sim_types import ItemKind, SimItem, SimulationParams
 from streams.settings import Settings
@@ -41,32 +41,7 @@ from streams.topics_admin import ensure_lender_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CHUNK = 500
 LOAN_RECORDS = 18_000  # about half before the crash, half during the outage
-
-
-async def _publish(settings: Settings, items: list[SimItem], truth: TruthBuilder) -> None:
-    """Publish ``items`` with fresh publishers (acks=all, idempotent), each chunk's consent
-    acknowledged before its events; observed by ``truth`` exactly as sent."""
-    lenders = sorted({item.lender_id for item in items})
-    publishers = {lid: LenderPublisher(settings, lid) for lid in lenders}
-    for publisher in publishers.values():
-        await publisher.start()
-    try:
-        for start in range(0, len(items), CHUNK):
-            chunk = items[start:start + CHUNK]
-            await publish_consents_first(publishers, chunk, truth)
-            for item in chunk:
-                publisher = publishers[item.lender_id]
-                if item.kind is ItemKind.LOAN:
-                    await publisher.publish_event(item.loan)
-                    truth.observe_loan(item.lender_id, item.loan)
-                elif item.kind is ItemKind.RAW:
-                    await publisher.send_raw(publisher.loans_topic, item.key, item.value)
-                    truth.observe_raw(item.lender_id, item.reason)
-    finally:
-        for publisher in publishers.values():
-            await publisher.stop()
 
 
 async def _topics(settings: Settings) -> dict[str, dict[int, dict]]:
@@ -139,7 +114,7 @@ async def test_broker_crash_on_a_three_node_cluster(settings: Settings, worker_f
         first = CHUNK * (len(items) // 2 // CHUNK)  # chunk boundary: consent before events
         for lid in lenders:
             await ensure_lender_topics(settings, lid)
-        await _publish(settings, items[:first], truth)
+        await publish_items(settings, items[:first], truth)
 
         tp, busiest_records = await _busiest_loans_partition(settings)
         before = await _topics(settings)
@@ -173,7 +148,7 @@ async def test_broker_crash_on_a_three_node_cluster(settings: Settings, worker_f
         leader = await _poll("a new leader of the busiest partition", 60, new_leader)
         leader_at = time.monotonic()
 
-        await _publish(settings, items[first:], truth)  # while the node is down
+        await publish_items(settings, items[first:], truth)  # while the node is down
         published_at = time.monotonic()
         assert worker.proc.poll() is None, worker.log_tail()
         await asyncio.to_thread(cluster.start_node, victim)

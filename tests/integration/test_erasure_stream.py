@@ -22,9 +22,8 @@ import uuid
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from oracle import pseudonym
-from pipeline import wait_drained
+from pipeline import read_to_end, wait_drained
 
 from schemas import national_id
 from schemas.records import ConsentAction, ConsentRecord, EventType, LoanEvent
@@ -103,32 +102,14 @@ async def _changelog_latest(settings: Settings, key: bytes) -> list[bytes | None
     """The value of the latest record of ``key`` in the borrower-state changelog, per
     partition that holds the key (None = tombstone)."""
     topic = f"{settings.registry_app_id}-borrower-state-changelog"
-    consumer = AIOKafkaConsumer(**settings.kafka_client_options(), enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = consumer.partitions_for_topic(topic)
-        if parts is None:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        latest: dict[int, bytes | None] = {}
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        deadline = time.monotonic() + 60
-        while remaining and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
-            for tp, records in batch.items():
-                for record in records:
-                    if record.key == key:
-                        latest[tp.partition] = record.value
-                if records and records[-1].offset >= ends[tp] - 1:
-                    remaining.discard(tp)
-        assert not remaining, f"changelog not read to the end: {remaining}"
-        return list(latest.values())
-    finally:
-        await consumer.stop()
+    latest: dict[int, bytes | None] = {}
+
+    def keep(record: Any) -> None:
+        if record.key == key:
+            latest[record.partition] = record.value
+
+    await read_to_end(settings, lambda name: name == topic, keep, timeout=60)
+    return list(latest.values())
 
 
 async def _scenario(settings: Settings, worker_factory, *, between: str) -> dict[str, Any]:
