@@ -140,25 +140,25 @@ def main() -> None:
     agg_s = dump_s = 0.0
     for offset, (p, evs) in enumerate(decoded):
         started = time.perf_counter()
-        items, states = aggregator.process(
+        activity, states = aggregator.process(
             p, offset, evs, lambda b: state_codec.load(table.get(b.encode())))[:2]
         mid = time.perf_counter()
         for borrower, state in states.items():
             table[borrower.encode()] = state_codec.dump(state)
         dump_s += time.perf_counter() - mid
         agg_s += mid - started
-        outputs.append(items)
+        outputs.append(activity)
     us["aggregate (incl. state load)"] = agg_s / n * 1e6
     us["state dump (table value)"] = dump_s / n * 1e6
     act_codec = codec_for("registry.internal.ActivityBatch")
     us["activity hop (encode)"], act = timed(
-        lambda: [act_codec.encode({"items": items}) for items in outputs], n)
-    us["activity hop (decode, sink)"], act_items = timed(
-        lambda: [act_codec.decode(b)["items"] for b in act], n)
-    to_row = {"ledger": ledger_row, "daily": daily_row, "hourly": hourly_row}
+        lambda: [act_codec.encode(out) for out in outputs], n)
+    us["activity hop (decode, sink)"], act_records = timed(
+        lambda: [act_codec.decode(b) for b in act], n)
     us["sink rows (consumers.rows)"], rows = timed(
-        lambda: [(it["kind"], to_row[it["kind"]](it)) for items in act_items for it in items
-                 if it["kind"] in to_row], n)
+        lambda: [("ledger", ledger_row(r)) for rec in act_records for r in rec["ledger"]]
+        + [("daily", daily_row(r)) if r["daily"] else ("hourly", hourly_row(r))
+           for rec in act_records for r in rec["buckets"]], n)
     ledger = [r for kind, r in rows if kind == "ledger"][:20_000]
     folder = Path(tempfile.mkdtemp(prefix="bench-stages-ch-"))
     ch = connect(Settings(registry_data_dir=folder, clickhouse_url="",

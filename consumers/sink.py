@@ -162,27 +162,7 @@ class ClickHouseSink:
         source = (topic, record.partition, record.offset)
         try:
             if topic == self.settings.topics.activity:
-                for item in self._activity.decode(record.value)["items"]:
-                    kind = item["kind"]
-                    if kind == "erase":
-                        batch.erase(item["borrower"], item["request_id"], item["institution"],
-                                    item["occurred_at_ms"])
-                        continue
-                    if kind.startswith("recompute"):
-                        wanted = batch.recomputes.setdefault(kind, {})
-                        bucket = (item["borrower"], item["bucket"])
-                        wanted[bucket] = max(wanted.get(bucket, -1), item["version"])
-                        continue
-                    table, to_row = _ROW_OF[kind]
-                    row = to_row(item)
-                    if kind == "ledger" and item["event_id"] == self._poison_event_id:
-                        row[0] = POISON_BORROWER  # test-only fault: ClickHouse refuses it
-                    batch.rows[table].append(row)
-                    batch.sources[table].append(source)
-                    batch.row_count += 1
-                    if kind == "ledger":
-                        batch.newest_admitted_ms = max(batch.newest_admitted_ms,
-                                                       item["admitted_at_ms"])
+                self._add_activity(batch, self._activity.decode(record.value), source)
             elif topic == self.settings.topics.consent_audit:
                 batch.rows["consent_audit"].append(
                     consent_row(self._consent.decode(record.value)))
@@ -201,6 +181,47 @@ class ClickHouseSink:
         tp = TopicPartition(topic, record.partition)
         first, _ = batch.offsets.get(tp, (record.offset, record.offset))
         batch.offsets[tp] = (first, record.offset)
+
+    def _add_activity(self, batch: Batch, record: dict[str, Any], source: Source) -> None:
+        """One ``registry.activity`` record: legacy ``items`` (v1/v2) in their order, then the
+        typed arrays of v3 in theirs (erasures, ledger rows, bucket rows, recomputes: a v3
+        record with an erasure holds nothing else)."""
+        for item in record["items"]:
+            kind = item["kind"]
+            if kind == "erase":
+                batch.erase(item["borrower"], item["request_id"], item["institution"],
+                            item["occurred_at_ms"])
+            elif kind.startswith("recompute"):
+                self._add_recompute(batch, kind == "recompute_daily", item)
+            else:
+                self._add_row(batch, kind, item, source)
+        for erase in record["erasures"]:
+            batch.erase(erase["borrower"], erase["request_id"], erase["institution"],
+                        erase["requested_at_ms"])
+        for row in record["ledger"]:
+            self._add_row(batch, "ledger", row, source)
+        for row in record["buckets"]:
+            self._add_row(batch, "daily" if row["daily"] else "hourly", row, source)
+        for fix in record["recomputes"]:
+            self._add_recompute(batch, fix["daily"], fix)
+
+    @staticmethod
+    def _add_recompute(batch: Batch, daily: bool, item: dict[str, Any]) -> None:
+        wanted = batch.recomputes.setdefault("recompute_daily" if daily else "recompute_hourly",
+                                             {})
+        bucket = (item["borrower"], item["bucket"])
+        wanted[bucket] = max(wanted.get(bucket, -1), item["version"])
+
+    def _add_row(self, batch: Batch, kind: str, item: dict[str, Any], source: Source) -> None:
+        table, to_row = _ROW_OF[kind]
+        row = to_row(item)
+        if kind == "ledger":
+            if item["event_id"] == self._poison_event_id:
+                row[0] = POISON_BORROWER  # test-only fault: ClickHouse refuses it
+            batch.newest_admitted_ms = max(batch.newest_admitted_ms, item["admitted_at_ms"])
+        batch.rows[table].append(row)
+        batch.sources[table].append(source)
+        batch.row_count += 1
 
     # --- writing ------------------------------------------------------------------------
     def _write(self, batch: Batch) -> None:

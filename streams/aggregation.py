@@ -31,12 +31,13 @@ _LEDGER_FIELDS = ("lender_id", "event_id", "loan_id", "event_type", "amount_mino
                   "occurred_at_ms", "product", "admitted_at_ms")
 
 
-def bucket_item(borrower: str, b: Bucket) -> dict[str, Any]:
+def bucket_row(borrower: str, b: Bucket) -> dict[str, Any]:
+    """A ``registry.internal.BucketRow``: the absolute state of one bucket."""
     return {
-        "kind": "daily" if b.daily else "hourly",
+        "daily": b.daily,
         "borrower": borrower,
-        "version": b.version,
         "bucket": b.bucket,
+        "version": b.version,
         "draws": b.draws,
         "draw_amount_minor": b.draw_amount_minor,
         "repayments": b.repayments,
@@ -45,6 +46,14 @@ def bucket_item(borrower: str, b: Bucket) -> dict[str, Any]:
         "lenders": sorted(b.lenders),
         "last_draw_at_ms": b.last_draw_at_ms,
     }
+
+
+def activity_record(ledger: list[dict[str, Any]], buckets: list[dict[str, Any]],
+                    recomputes: list[dict[str, Any]],
+                    erasures: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A ``registry.internal.ActivityBatch`` (v3: typed arrays; the legacy ``items`` empty)."""
+    return {"items": [], "ledger": ledger, "buckets": buckets, "recomputes": recomputes,
+            "erasures": erasures or []}
 
 
 class StateCodec:
@@ -63,8 +72,9 @@ class StateCodec:
 class Processed(NamedTuple):
     """The outcome of one admitted batch."""
 
-    #: activity items for ``registry.activity`` (ledger rows, bucket states, recomputes)
-    items: list[dict[str, Any]]
+    #: the ``registry.activity`` record (:func:`activity_record`): ledger rows, bucket
+    #: states, recomputes
+    activity: dict[str, Any]
     #: every borrower state the batch touched; store them all
     states: dict[str, BorrowerState]
     #: events the day buckets recognised as already applied
@@ -116,9 +126,10 @@ class Aggregator:
             state.last_version = version
             self._policy.evict(state, stream_time)
             out = self._policy.apply(state, ev, version)
-            item = {f: ev[f] for f in _LEDGER_FIELDS}
-            item.update(kind="ledger", borrower=borrower, version=version)
-            ledger.append(item)
+            row = {f: ev[f] for f in _LEDGER_FIELDS}
+            row["borrower"] = borrower
+            row["version"] = version
+            ledger.append(row)
             duplicates += out.duplicate
             if ev["event_type"] == DRAW:
                 alerts.extend(self._rules.observe(
@@ -134,10 +145,8 @@ class Aggregator:
             if out.recompute_hour is not None:
                 recomputes[(borrower, "recompute_hourly", out.recompute_hour)] = version
         self._stream_time[partition] = stream_time
-        items = ledger
-        items.extend(bucket_item(borrower, b) for (borrower, _, _), b in buckets.items())
-        items.extend(
-            {"kind": kind, "borrower": borrower, "bucket": bucket, "version": version}
-            for (borrower, kind, bucket), version in recomputes.items()
-        )
-        return Processed(items, states, duplicates, alerts)
+        rows = [bucket_row(borrower, b) for (borrower, _, _), b in buckets.items()]
+        fixes = [{"daily": kind == "recompute_daily", "borrower": borrower, "bucket": bucket,
+                  "version": version}
+                 for (borrower, kind, bucket), version in recomputes.items()]
+        return Processed(activity_record(ledger, rows, fixes), states, duplicates, alerts)

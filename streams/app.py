@@ -46,7 +46,7 @@ from consumers.metrics import METRICS
 from schemas.codec import REJECTION, codec_for
 from schemas.validation import ValidationLimits
 from streams.admission import Admission
-from streams.aggregation import VERSION_BASE, VERSION_STRIDE, Aggregator, StateCodec
+from streams.aggregation import Aggregator, StateCodec, activity_record
 from streams.alerts import ALERT_SCHEMA, AlertRules
 from streams.buckets import BucketPolicy
 from streams.calendar import HOUR_MS, Calendar
@@ -213,13 +213,12 @@ class RegistryStreams:
         self.state_cache.forget(key)
         if self.table.get(key) is not None:
             del self.table[key]
-        item = {"kind": "erase", "borrower": command["borrower"],
-                "version": VERSION_BASE + offset * VERSION_STRIDE,
-                "request_id": command["request_id"], "institution": command["institution"],
-                "occurred_at_ms": command["requested_at_ms"]}
+        erase = {"borrower": command["borrower"], "request_id": command["request_id"],
+                 "institution": command["institution"],
+                 "requested_at_ms": command["requested_at_ms"]}
         sent: list[Any] = []
-        await self._produce(sent, self.topics.activity,
-                            self._activity_codec.encode({"items": [item]}), partition)
+        await self._produce(sent, self.topics.activity, self._activity_codec.encode(
+            activity_record([], [], [], [erase])), partition)
         await asyncio.gather(*sent)
         log.info("erasure %s: stream state of partition %d deleted", command["request_id"],
                  partition)
@@ -246,13 +245,13 @@ class RegistryStreams:
                 for lender, n in decided.admitted_by_lender.items():
                     METRICS.events_admitted.inc(lender, amount=n)
                 if decided.admitted:
-                    items, states, _, alerts = self.aggregator.process(
+                    activity_out, states, _, alerts = self.aggregator.process(
                         msg.partition, msg.offset, [ev for _, ev in decided.admitted],
                         lambda b: cache.load(b.encode(), table.get(b.encode()), codec.load),
                         indices=[i for i, _ in decided.admitted],
                     )
                     await self._produce(sent, activity, self._activity_codec.encode(
-                        {"items": items}), msg.partition)
+                        activity_out), msg.partition)
                     # sent before the state: a crash in between replays the batch, and the
                     # duplicates then re-emit these alerts (same alert_id) if the state landed
                     now_ms = int(time.time() * 1000)

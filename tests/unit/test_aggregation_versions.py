@@ -35,11 +35,11 @@ def test_older_records_processed_after_newer_ones_still_produce_the_newest_rows(
                           lambda b: codec.load(stored.get(b)))
         for borrower, state in out.states.items():
             stored[borrower] = codec.dump(state)
-        for item in out.items:
-            if item["kind"] in ("daily", "hourly"):
-                version, _ = best.get(item["kind"], (-1, 0))
-                if item["version"] > version:
-                    best[item["kind"]] = (item["version"], item["draws"])
+        for row in out.activity["buckets"]:
+            kind = "daily" if row["daily"] else "hourly"
+            version, _ = best.get(kind, (-1, 0))
+            if row["version"] > version:
+                best[kind] = (row["version"], row["draws"])
 
     for offset in [*range(27, 40), *range(19, 27), *range(27, 40)]:
         process(offset)
