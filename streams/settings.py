@@ -229,6 +229,9 @@ class Settings(BaseSettings):
         "`:scopes` may only query `frequency`. Local mode uses `local:local-dev-token` with "
         "every scope when empty.",
     )
+    erasure_wait_seconds: float = Field(
+        30.0, ge=0, description="How long `POST /api/v1/erasure` waits for the erasure to reach "
+        "ClickHouse before it answers 202 (pending) instead of 200.")
     lag_poll_seconds: float = Field(2.0, gt=0, description="Lag monitor sampling interval.")
 
     # --- test-only switches (refused in production mode) ---------------------------------

@@ -14,9 +14,10 @@ What one request does, in this order:
    event of the borrower admitted before it, to the ClickHouse sink;
 3. the sink deletes the borrower's rows from every table with a ``borrower`` column and writes
    the audit row (:mod:`consumers.clickhouse.erasure`);
-4. the answer waits until that audit row exists (up to ``ERASURE_WAIT_S``): 200 with what was
-   erased, or 202 ``{"request_id", "status": "pending"}`` if the pipeline is behind;
-   ``GET /api/v1/erasure/{request_id}`` (or ``registry erase --status``) follows it.
+4. the answer waits until that audit row exists (up to ``ERASURE_WAIT_SECONDS``, default
+   30 s): 200 with what was erased, or 202 ``{"request_id", "status": "pending"}`` if the
+   pipeline is behind; ``GET /api/v1/erasure/{request_id}`` (or ``registry erase --status``)
+   follows it.
 
 Answers: 200 ``{"request_id", "status": "done", "tables", "rows_before", "consent_keys"}``, 202
 pending; 400 ``{"error": "invalid_borrower_id" | "invalid_json", "detail": ...}`` (body rules,
@@ -60,8 +61,6 @@ from streams.settings import Scope, Settings
 log = logging.getLogger(__name__)
 
 VALIDATED_BATCH = "registry.internal.ValidatedBatch"
-#: how long a request waits for the erasure to reach ClickHouse before answering 202
-ERASURE_WAIT_S = 30.0
 #: how long Redis remembers a request id for ``GET /api/v1/erasure/{id}`` (pending state)
 REQUEST_TTL_S = 30 * 86400
 
@@ -125,12 +124,12 @@ class ErasureHandler:
             return web.json_response({"error": "redis_unavailable"}, status=503)
         try:
             await self._send_command(borrower, request_id, institution)
-        except KafkaError as exc:
+        except (TimeoutError, KafkaError, OSError) as exc:
             log.warning("erasure %s: command not sent (%r)", request_id, exc)
             return web.json_response({"error": "kafka_unavailable"}, status=503)
         log.info("erasure %s by %s: command sent, %d consent keys deleted", request_id,
                  institution, consent_keys)
-        deadline = time.monotonic() + ERASURE_WAIT_S
+        deadline = time.monotonic() + self._settings.erasure_wait_seconds
         while True:
             try:
                 done = await self._status(request_id)
