@@ -28,6 +28,7 @@ from consumers.clickhouse.client import ClickHouse
 from consumers.lag.monitor import LagMonitor
 from schemas.national_id import generate
 from streams.settings import Settings
+from streams.topics_admin import ensure_registry_topics
 
 pytestmark = pytest.mark.integration
 
@@ -40,13 +41,17 @@ CHECKED_ELSEWHERE = {
 
 
 def _app_settings(settings: Settings, clickhouse: ClickHouse, **update: object) -> Settings:
-    return settings.model_copy(update={"clickhouse_database": clickhouse.database,
-                                       "api_tokens": SecretStr(f"bank-a:{TOKEN}"), **update})
+    # no stream worker runs here: an erasure's command is sent and answered 202 (pending)
+    return settings.model_copy(update={
+        "clickhouse_database": clickhouse.database, "erasure_wait_seconds": 0.2,
+        "api_tokens": SecretStr(f"bank-a:{TOKEN}:frequency+erasure+subject_report"),
+        **update})
 
 
 @pytest.fixture
 async def api(settings: Settings, clickhouse: ClickHouse) -> AsyncIterator[TestClient]:
     app_settings = _app_settings(settings, clickhouse)
+    await ensure_registry_topics(app_settings)
     monitor = LagMonitor(app_settings)
     await monitor.sample_once()  # a real sample of the (new, empty) deployment's groups
     try:
@@ -64,10 +69,24 @@ async def _erasure(api: TestClient) -> None:
     national_id = generate(random.Random(uuid.uuid4().int))
     response = await api.post("/api/v1/erasure", headers=_auth(),
                               json={"borrower_id": national_id})
-    assert response.status == 200, await response.text()
+    assert response.status == 202, await response.text()
     body = await checked(response)
-    assert (body["rows_before"], body["consent_keys"]) == (0, 0)
+    assert (body["status"], body["consent_keys"]) == ("pending", 0)
     assert national_id not in await response.text()
+
+    response = await api.get(f"/api/v1/erasure/{body['request_id']}", headers=_auth())
+    assert response.status == 202
+    assert (await checked(response))["status"] == "pending"
+    response = await api.get("/api/v1/erasure/no-such-request", headers=_auth())
+    assert response.status == 404
+    assert (await checked(response))["error"] == "unknown_request"
+
+    response = await api.get("/subject-report")
+    assert response.status == 200
+    await checked(response)
+    response = await api.post("/subject-report", data={"borrower_id": "123", "token": TOKEN})
+    assert response.status == 400
+    await checked(response)
 
     response = await api.post("/api/v1/erasure", json={"borrower_id": national_id})
     assert response.status == 401

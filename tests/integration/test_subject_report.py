@@ -312,7 +312,7 @@ async def test_scopes_guard_erasure_and_the_report_lists_everything(
     assert "inquiries (7)" in done.stdout and "erasures (0)" in done.stdout
     done = await asyncio.to_thread(subprocess.run, [*cli, "--token", TOK_A], env=env, cwd=REPO,
                                    capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1
+    assert done.returncode == 77  # permission (sysexits EX_NOPERM)
     assert done.stderr.strip() == "registry report: forbidden: token lacks scope subject_report"
 
     assert worker.stop() == 0, worker.log_tail()
