@@ -45,7 +45,7 @@ async def run_api(settings: Settings) -> None:
         raise SystemExit("registry api needs CLICKHOUSE_URL (a ClickHouse server); with "
                          "embedded ClickHouse the worker serves the API")
     ch = await asyncio.to_thread(connect, settings)
-    await asyncio.to_thread(apply_migrations, ch)  # idempotent; the tables must exist
+    await asyncio.to_thread(apply_migrations, ch, cluster=settings.clickhouse_cluster)
     monitor = LagMonitor(settings)
     await monitor.start()
     app = build_app(settings, ch, monitor, as_of_ms=lambda: as_of_from_samples(monitor))

@@ -156,6 +156,10 @@ class Settings(BaseSettings):
         "`http://user:pass@host:8123` selects a ClickHouse server.",
     )
     clickhouse_database: str = Field("registry", description="ClickHouse database name.")
+    clickhouse_cluster: str = Field(
+        "", description="Name of a ClickHouse cluster (`remote_servers`): migrations then create "
+        "replicated `<table>_local` tables ON CLUSTER plus Distributed tables sharded by "
+        "borrower. Empty: one server or embedded.")
     kafka_replication_factor: int | None = Field(
         None, ge=1, description="Replication factor of every topic the registry and its Faust "
         "app create (changelogs included); unset = min(3, brokers). 1 is refused on a cluster "

@@ -143,7 +143,8 @@ class ClickHouseSide(Service):
         if self.should_stop:
             return
         self.ch = await asyncio.to_thread(connect, self.settings)
-        applied = await asyncio.to_thread(apply_migrations, self.ch)
+        applied = await asyncio.to_thread(apply_migrations, self.ch,
+                                          cluster=self.settings.clickhouse_cluster)
         if applied:
             log.info("ClickHouse migrations applied: %s", ", ".join(applied))
         self.sink = ClickHouseSink(self.settings, self.ch)

@@ -29,7 +29,6 @@ Without a cluster the statements run exactly as written (the embedded path).
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -136,10 +135,9 @@ def apply_migrations(ch: ClickHouse, directory: Path = MIGRATIONS_DIR, *,
                      cluster: str | None = None) -> list[str]:
     """Apply every migration in name order; return the names applied now (not before).
 
-    ``cluster`` (default: the ``CLICKHOUSE_CLUSTER`` environment variable; empty means one
-    server or embedded) renders every statement for that cluster."""
-    if cluster is None:
-        cluster = os.environ.get("CLICKHOUSE_CLUSTER", "").strip()
+    ``cluster`` (``Settings.clickhouse_cluster``, i.e. ``CLICKHOUSE_CLUSTER``; None or empty
+    means one server or embedded) renders every statement for that cluster."""
+    cluster = (cluster or "").strip()
     if cluster:  # connect() created the database on the server it talks to only
         ch.command(f"CREATE DATABASE IF NOT EXISTS {_quote(ch.database)} ON CLUSTER "
                    f"{_quote(cluster)}")
