@@ -60,7 +60,12 @@ from streams.pseudonym import Pseudonymiser
 from streams.redis_client import connect_redis
 from streams.settings import Settings
 from streams.state_cache import StateCache
-from streams.topics_admin import ReplicationPlan, faust_app_kwargs, faust_table_kwargs
+from streams.topics_admin import (
+    STATE_TABLE,
+    ReplicationPlan,
+    faust_app_kwargs,
+    faust_table_kwargs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -140,14 +145,16 @@ class RegistryStreams:
         # key_type/value_type, not only the schema, pick the serializers that changelog
         # recovery decodes with (faust falls back to JSON, so a restart would never recover)
         self.table = self.app.Table(
-            "borrower-state", partitions=settings.registry_partitions,
+            STATE_TABLE, partitions=settings.registry_partitions,
             key_type=bytes, value_type=bytes, **faust_table_kwargs(replication),
             schema=faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw",
                                 value_serializer="raw"),
         )
         self._redis = connect_redis(settings)
-        #: when the liveness check re-delivered stuck partitions (None: not in this stall)
-        self._reseeked_at: float | None = None
+        #: liveness: per partition (committed offset, since when, when re-delivered or None)
+        self._commits: dict[Any, tuple[int, float, float | None]] = {}
+        #: monotonic time of the last fail-closed wait (Redis down, consent agent behind)
+        self.last_wait = -1e9
         self._validated_codec = codec_for(VALIDATED_BATCH)
         self._activity_codec = codec_for(ACTIVITY_BATCH)
         self._alert_codec = codec_for(ALERT_SCHEMA)
@@ -177,11 +184,11 @@ class RegistryStreams:
                                 settings.grace_hours * HOUR_MS),
         )
         # fail-closed waits (Redis down, consent agent behind) are not stalls
-        self.admission.on_wait = self.barrier.on_wait = self.mark_progress
+        self.admission.on_wait = self.barrier.on_wait = self.mark_wait
         self._define_agents()
 
-    def mark_progress(self) -> None:
-        self.last_progress = time.monotonic()
+    def mark_wait(self) -> None:
+        self.last_wait = self.last_progress = time.monotonic()
 
     async def prepare(self, metadata_consumer: Any) -> None:
         """Bind the consent barrier to a started, group-less aiokafka consumer."""
@@ -268,49 +275,58 @@ class RegistryStreams:
 
         @app.timer(LIVENESS_INTERVAL_S)
         async def liveness() -> None:
-            """Recover when the agent stopped progressing with input waiting.
+            """Recover a partition of ``registry.validated`` whose commit stands still while
+            records wait on it.
 
-            A faust-streaming worker was seen to freeze after a restart (alive, partitions
-            assigned, lag never moving): its per-partition bookkeeping (logged at the stall)
-            showed the first records after the committed offset never acked. First remedy
-            after 20 s: seek those partitions back to their committed offsets, so the records
-            are delivered again. If that does not help within another 20 s, re-exec this
-            process (as abrupt as a crash, which the kill tests prove exact). Every step is
-            replay-safe. Waiting on Redis counts as progress, so a Redis outage does not loop.
+            Two faust-streaming faults were seen to leave a record delivered but never acked,
+            which freezes that partition's commit for good while the agent goes on with the
+            others: after a rebalance, records skipped when recovery re-seeked (the stall log
+            showed ``committed=19`` with acks from 27); and an agent iteration that raised
+            (Faust restarts the agent and continues with the NEXT record). So each partition
+            is watched on its own: after ``STALL_RESTART_S`` without a commit while its
+            highwater is ahead, it is sought back to its committed offset and the records are
+            delivered again (every step is replay-safe). If the same partition is still stuck
+            ``STALL_RESTART_S`` after that, the process re-executes itself (as abrupt as a
+            crash, which the kill tests prove exact). Waits on Redis or on the consent agent
+            (fail closed) and rebalances are not stalls.
             """
-            if app.rebalancing or app.in_recovery:  # restoring state is not a stall
-                self.mark_progress()
-                return
             now = time.monotonic()
-            if self._reseeked_at is not None and self.last_progress > self._reseeked_at:
-                self._reseeked_at = None  # the re-delivery got the stream going again
-            if now - self.last_progress < STALL_RESTART_S:
+            watched = self._commits
+            # while some partition commits, a partition that does not is stuck whatever the
+            # agent waits on; when none does and the agent waits on a store, that is the
+            # outage being ridden out (fail closed), not a stall
+            idle = all(now - since >= STALL_RESTART_S for _, since, _ in watched.values())
+            if (app.rebalancing or app.in_recovery
+                    or (idle and now - self.last_wait < STALL_RESTART_S)):
+                watched.clear()
                 return
             consumer = app.consumer
-            stuck: dict[Any, int] = {}
+            topic = self.topics.validated
             for tp in consumer.assignment():
+                if tp.topic != topic:
+                    continue
                 highwater = consumer.highwater(tp)
-                committed = consumer._committed_offset.get(tp)
-                if highwater is not None and committed is not None and highwater > committed:
-                    stuck[tp] = committed
-            if not stuck:
-                self.mark_progress()
-                return
-            waiting = sum(consumer.highwater(tp) - c for tp, c in stuck.items())
-            if self._reseeked_at is None:
-                log.error("stream made no progress for %.0fs with %d messages waiting: "
-                          "delivering %d partitions again from their committed offsets; "
-                          "consumer state: %s", now - self.last_progress, waiting,
-                          len(stuck), _consumer_state(consumer))
-                for tp, committed in stuck.items():
+                committed = consumer._committed_offset.get(tp) or 0
+                seen = watched.get(tp)
+                if highwater is None or highwater <= committed:
+                    watched.pop(tp, None)
+                    continue
+                if seen is None or seen[0] != committed:
+                    watched[tp] = (committed, now, None)
+                    continue
+                _, since, reseeked_at = seen
+                if reseeked_at is None and now - since >= STALL_RESTART_S:
+                    log.error("%s[%d]: no commit for %.0fs with %d records waiting: "
+                              "delivering them again from offset %d; consumer state: %s",
+                              tp.topic, tp.partition, now - since, highwater - committed,
+                              committed, _consumer_state(consumer))
                     await consumer.seek(tp, committed)
-                self._reseeked_at = now
-                return
-            if now - self._reseeked_at < STALL_RESTART_S:
-                return  # give the re-delivery its time
-            log.error("stream made no progress for %.0fs with %d messages waiting after a "
-                      "re-delivery: restarting this worker; consumer state: %s",
-                      now - self.last_progress, waiting, _consumer_state(consumer))
-            os.execv(sys.executable, [sys.executable, "-m", "streams.cli", *sys.argv[1:]])
+                    watched[tp] = (committed, since, now)
+                elif reseeked_at is not None and now - reseeked_at >= STALL_RESTART_S:
+                    log.error("%s[%d]: still no commit %.0fs after a re-delivery: restarting "
+                              "this worker; consumer state: %s", tp.topic, tp.partition,
+                              now - reseeked_at, _consumer_state(consumer))
+                    os.execv(sys.executable, [sys.executable, "-m", "streams.cli",
+                                              *sys.argv[1:]])
 
         self._agents = (borrowers_agent, liveness)

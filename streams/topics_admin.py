@@ -257,9 +257,21 @@ async def ensure_lender_topics(settings: Settings, lender_id: str) -> None:
     )
 
 
+#: the Faust table of the stream agent (:mod:`streams.app`) and its changelog topic
+STATE_TABLE = "borrower-state"
+
+
+def state_changelog(settings: Settings) -> str:
+    """Faust's name of the borrower-state changelog topic (``<app id>-<table>-changelog``)."""
+    return f"{settings.registry_app_id}-{STATE_TABLE}-changelog"
+
+
 async def ensure_registry_topics(settings: Settings) -> None:
     """The registry-internal topics (validated, activity, consent audit, alerts): pseudonyms
-    only; deleted after ``REGISTRY_TOPIC_RETENTION_HOURS``, never compacted."""
+    only; deleted after ``REGISTRY_TOPIC_RETENTION_HOURS``, never compacted. Also the
+    borrower-state changelog (compacted, as Faust declares it), created here BEFORE the Faust
+    app starts: Faust creating it concurrently was seen to crash the agent's first table write
+    on a fresh broker (``PartitionsMismatch: ... changelog topic has 0 partitions``)."""
     topics = settings.topics
     await ensure_topics(
         settings,
@@ -267,3 +279,16 @@ async def ensure_registry_topics(settings: Settings) -> None:
         partitions=settings.registry_partitions,
         config=retention_config(settings.registry_topic_retention_hours),
     )
+    await ensure_topics(settings, [state_changelog(settings)],
+                        partitions=settings.registry_partitions,
+                        config={"cleanup.policy": "compact"})
+
+
+def ensure_registry_topics_sync(settings: Settings) -> None:
+    """:func:`ensure_registry_topics` for synchronous start-up code, on a private event loop
+    (see :func:`replication_plan_sync`)."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(ensure_registry_topics(settings))
+    finally:
+        loop.close()

@@ -53,7 +53,11 @@ from streams.app import RegistryStreams
 from streams.consent_consumer import ConsentConsumer
 from streams.intake.service import BulkIntake
 from streams.settings import Settings
-from streams.topics_admin import ensure_registry_topics, replication_plan_sync
+from streams.topics_admin import (
+    ensure_registry_topics,
+    ensure_registry_topics_sync,
+    replication_plan_sync,
+)
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +191,9 @@ def run_worker(settings: Settings, *, loglevel: str = "info", role: str = "all")
                     redirect_stdouts=False).execute_from_commandline()
         return 0
     # refuses (ReplicationRefused) a plan that would give the changelog too few replicas
-    streams = RegistryStreams(settings, replication_plan_sync(settings))
+    plan = replication_plan_sync(settings)
+    ensure_registry_topics_sync(settings)  # the changelog exists before Faust starts
+    streams = RegistryStreams(settings, plan)
     services: list[Service] = [StreamSide(settings, streams)]
     if role == "all":
         services.append(ClickHouseSide(settings))
