@@ -14,8 +14,10 @@ Whatever happens, the process prints no Python traceback: usage errors are one l
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -102,6 +104,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = int(args._run(args))
     except KeyboardInterrupt:
         code = ExitCode.INTERRUPTED
+    except BrokenPipeError:  # the reader of our output went away (``| head``): not a bug
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = ExitCode.OK
     except Exception as exc:  # a bug: one line, never a traceback (unless -v)
         if args.verbose:
             logging.getLogger("registry").error("internal error", exc_info=True)

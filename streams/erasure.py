@@ -70,8 +70,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.status:
         return _call_worker("erase", args, "GET", f"{base}/api/v1/erasure/{args.status}",
                             render, token=token)
+    # the worker answers within ERASURE_WAIT_SECONDS (200 done, or 202 pending): wait longer
     return _call_worker("erase", args, "POST", f"{base}/api/v1/erasure", render,
-                        token=token, body={"borrower_id": borrower_id})
+                        token=token, body={"borrower_id": borrower_id},
+                        timeout=settings.erasure_wait_seconds + 15)
 
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")

@@ -74,7 +74,8 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _request(method: str, url: str, *, token: str | None = None,
-             body: dict[str, Any] | None = None) -> tuple[int, Any]:
+             body: dict[str, Any] | None = None, timeout: float = TIMEOUT_S
+             ) -> tuple[int, Any]:
     """(HTTP status, parsed JSON answer). Raises ``_Unreachable`` when no answer came and
     ``ValueError`` for a URL that is not http(s)."""
     headers = {"Accept": "application/json"}
@@ -89,7 +90,7 @@ def _request(method: str, url: str, *, token: str | None = None,
     request = urllib.request.Request(url, data=data, headers=headers, method=method)
     try:
         try:
-            with _OPENER.open(request, timeout=TIMEOUT_S) as response:
+            with _OPENER.open(request, timeout=timeout) as response:
                 status, raw = response.status, response.read()
         except urllib.error.HTTPError as exc:  # an answer, with a 4xx/5xx status
             status, raw = exc.code, exc.read()
@@ -120,6 +121,7 @@ def _call_worker(
     *,
     token: str | None = None,
     body: dict[str, Any] | None = None,
+    timeout: float = TIMEOUT_S,
 ) -> int:
     """Ask the worker's HTTP API; print JSON (``--json``) or the rendered table.
 
@@ -129,7 +131,7 @@ def _call_worker(
     """
     base = url.split("/api/", 1)[0]
     try:
-        status, payload = _request(method, url, token=token, body=body)
+        status, payload = _request(method, url, token=token, body=body, timeout=timeout)
     except ValueError as exc:
         return fail(command, str(exc), ExitCode.USAGE)
     except _Unreachable as exc:
