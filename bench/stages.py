@@ -57,7 +57,7 @@ def validated_dict(rec: dict[str, Any], pseudonym: str, now_ms: int, offset: int
             "amount_minor": rec["amount_minor"], "currency": rec["currency"],
             "occurred_at_ms": rec["occurred_at_ms"], "product": rec["product"],
             "appended_at_ms": now_ms, "source_topic": f"lenders.{rec['lender_id']}.loans",
-            "source_partition": 0, "source_offset": offset}
+            "source_partition": 0, "source_offset": offset, "consented": True}
 
 
 async def redis_stages(settings: Settings, keys: list[tuple[str, str, int, int]],

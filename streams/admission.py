@@ -1,15 +1,17 @@
 """Admission: the stream agent's decision on validated events (de-duplication, consent).
 
 Bulk intake (:mod:`streams.intake`) has already decoded, validated, bound and pseudonymised
-each event; what is left needs state shared by every worker and is decided per batch record,
-on the partition that owns the borrower. For each validated event, in this order:
+each event, and checked consent after the consent barrier (an event without consent arrives
+redacted, ``consented`` false: :mod:`streams.intake.consent_gate`). Decided here, per batch
+record, on the partition that owns the borrower, for each event in this order (the order
+decides the reason):
 
 5. de-duplication of (lender, event_id), crash-safe (see :mod:`streams.dedup`) -> DUPLICATE
-6. consent in force at ``occurred_at`` (after the consent barrier) -> NO_CONSENT
+6. consent in force at ``occurred_at``, as intake found it -> NO_CONSENT
 
-(1-4, size to pseudonymisation, are :mod:`streams.intake.validate`.) Redis steps run once per
-batch, as one server-side script call each. If Redis is down they wait (fail closed): nothing
-is admitted nor rejected without a decision. A rejection never carries borrower data.
+(1-4, size to pseudonymisation, are :mod:`streams.intake.validate`.) De-duplication is one
+server-side Redis script call per batch. If Redis is down it waits (fail closed): nothing is
+admitted nor rejected without a decision. A rejection never carries borrower data.
 """
 
 from __future__ import annotations
@@ -22,8 +24,6 @@ from typing import Any
 
 from schemas.reasons import RejectReason
 from schemas.records import Rejection
-from streams.consent_barrier import ConsentBarrier
-from streams.consent_store import ConsentStore
 from streams.dedup import DedupStore, Seen
 from streams.intake.validate import rejection
 from streams.redis_client import until_redis_answers
@@ -47,14 +47,10 @@ class Admission:
         self,
         *,
         dedup: DedupStore,
-        consent: ConsentStore,
-        barrier: ConsentBarrier,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         dedup_enabled: bool = True,
     ) -> None:
         self._dedup = dedup
-        self._consent = consent
-        self._barrier = barrier
         self._clock_ms = clock_ms
         self._dedup_enabled = dedup_enabled  # False only as a test's negative control
         #: called while waiting for Redis (the worker's liveness check counts it as progress)
@@ -67,7 +63,7 @@ class Admission:
                                         ev["event_id"], now_ms))
 
     async def decide(self, events: Sequence[dict[str, Any]]) -> Decided:
-        """De-duplicate, wait at the consent barrier, check consent; see :class:`Decided`.
+        """De-duplicate, then apply intake's consent decision; see :class:`Decided`.
 
         Each admitted event gains ``admitted_at_ms`` (the decision time)."""
         out = Decided()
@@ -82,28 +78,15 @@ class Admission:
                 what="de-duplication", on_wait=self.on_wait)
         else:
             seen = [Seen.FIRST] * len(events)
-        fresh: list[tuple[int, dict[str, Any]]] = []
         for index, (ev, s) in enumerate(zip(events, seen, strict=True)):
             if s is Seen.DUPLICATE:
                 self._reject(out, ev, RejectReason.DUPLICATE, "event_id already received",
                              now_ms)
-            else:
-                fresh.append((index, ev))
-        if not fresh:
-            return out
-
-        await self._barrier.wait({ev["lender_id"] for _, ev in fresh},
-                                 max(ev["appended_at_ms"] for _, ev in fresh))
-        decisions = await until_redis_answers(
-            lambda: self._consent.in_force(
-                [(ev["borrower"], ev["lender_id"], ev["occurred_at_ms"]) for _, ev in fresh]),
-            what="consent look-up", on_wait=self.on_wait)
-        for (index, ev), in_force in zip(fresh, decisions, strict=True):
-            if not in_force:
+            elif not ev["consented"]:
                 self._reject(out, ev, RejectReason.NO_CONSENT,
                              "no consent in force at occurred_at", now_ms)
-                continue
-            ev["admitted_at_ms"] = now_ms
-            out.admitted.append((index, ev))
-            out.admitted_by_lender[ev["lender_id"]] += 1
+            else:
+                ev["admitted_at_ms"] = now_ms
+                out.admitted.append((index, ev))
+                out.admitted_by_lender[ev["lender_id"]] += 1
         return out

@@ -169,8 +169,8 @@ class RegistryStreams:
         self.validator = Validator(
             topics=topics, limits=limits, max_record_bytes=settings.max_record_bytes,
             partitions=settings.registry_partitions, pseudonymise=pseudonymise)
-        self.admission = Admission(dedup=self.dedup, consent=consent_store,
-                                   barrier=self.barrier,
+        self.consent_store = consent_store
+        self.admission = Admission(dedup=self.dedup,
                                    dedup_enabled=not settings.test_disable_dedup)
         self.consent_ingest = ConsentIngest(
             topics=topics, limits=limits, partitions=settings.registry_partitions,

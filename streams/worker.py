@@ -51,6 +51,7 @@ from consumers.risk.watermark import complete_until_ms
 from consumers.sink import ClickHouseSink
 from streams.app import RegistryStreams
 from streams.consent_consumer import ConsentConsumer
+from streams.intake.consent_gate import ConsentGate
 from streams.intake.service import BulkIntake
 from streams.settings import Settings
 from streams.topics_admin import (
@@ -71,7 +72,8 @@ class StreamSide(Service):
         super().__init__(**kwargs)
         self.settings = settings
         self.streams = streams
-        self.intake = BulkIntake(settings, streams.validator)
+        self.intake = BulkIntake(settings, streams.validator, ConsentGate(
+            streams.consent_store, streams.barrier, on_wait=streams.mark_wait))
         self.consent = ConsentConsumer(settings, streams.consent_ingest)
         self._meta: AIOKafkaConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []

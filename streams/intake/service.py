@@ -5,7 +5,10 @@ One aiokafka consumer per worker in the group ``<app id>-intake`` reads every
 metadata refresh (``metadata_max_age_ms``), with no restart, and several workers share the
 lender partitions through the group. Per bulk read, the order is the guarantee:
 
-1. validate and pseudonymise every message (:class:`streams.intake.validate.Validator`);
+1. validate and pseudonymise every message (:class:`streams.intake.validate.Validator`), and
+   check consent after the consent barrier (:class:`streams.intake.consent_gate.ConsentGate`):
+   an event without consent in force goes on REDACTED (lender, event id and source only), so
+   nothing of a borrower without consent is ever written to an internal topic;
 2. send the valid events as batch records to ``registry.validated`` (one record per registry
    partition per read, the partition of the borrower pseudonym) and every rejection to its
    lender's dead-letter topic, with an idempotent producer and ``acks=all``;
@@ -39,6 +42,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from consumers.metrics import METRICS
 from schemas.codec import REJECTION, codec_for
 from schemas.records import Rejection
+from streams.intake.consent_gate import ConsentGate
 from streams.intake.validate import Incoming, Validator
 from streams.settings import Settings
 
@@ -60,10 +64,11 @@ def count_rejections(rejections: list[Rejection]) -> None:
 class BulkIntake:
     """The intake loop; :meth:`run` until :meth:`stop`."""
 
-    def __init__(self, settings: Settings, validator: Validator,
+    def __init__(self, settings: Settings, validator: Validator, gate: ConsentGate,
                  on_progress: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.validator = validator
+        self.gate = gate
         self.group_id = f"{settings.registry_app_id}-intake"
         self.legacy_group_id = settings.registry_app_id
         self._codec = codec_for(VALIDATED_BATCH)
@@ -152,6 +157,7 @@ class BulkIntake:
                 batch = [Incoming(r.topic, r.partition, r.offset, r.timestamp, r.value)
                          for tp in sorted(records) for r in records[tp]]
                 result = self.validator.validate(batch)
+                await self.gate.redact_unconsented(result)
                 try:
                     await self._send_all(producer, result)
                 except KafkaError as exc:

@@ -129,5 +129,6 @@ class Validator:
                 "source_topic": msg.topic,
                 "source_partition": msg.partition,
                 "source_offset": msg.offset,
+                "consented": True,  # until the consent gate finds otherwise
             })
         return result
