@@ -230,48 +230,66 @@ class RegistryStreams:
         log.info("erasure %s: stream state of partition %d deleted", command["request_id"],
                  partition)
 
+    async def _process(self, msg: Any) -> None:
+        """One batch record of ``registry.validated``: an erasure command, or events to decide
+        (de-duplication, consent), aggregate, and send on (activity, alerts, rejections), each
+        touched borrower's state written once. Raises on any failure (see the agent)."""
+        table, codec, cache = self.table, self._state_codec, self.state_cache
+        activity, alerts_topic = self.topics.activity, self.topics.alerts
+        self.last_progress = time.monotonic()
+        record = self._validated_codec.decode(msg.value)
+        if record["erase"] is not None:
+            await self._erase(msg.partition, msg.offset, record["erase"])
+            return
+        decided = await self.admission.decide(record["events"])
+        self.last_progress = time.monotonic()
+        sent: list[Any] = []
+        await self._send_rejections(sent, decided)
+        for lender, n in decided.admitted_by_lender.items():
+            METRICS.events_admitted.inc(lender, amount=n)
+        if decided.admitted:
+            activity_out, states, _, alerts = self.aggregator.process(
+                msg.partition, msg.offset, [ev for _, ev in decided.admitted],
+                lambda b: cache.load(b.encode(), table.get(b.encode()), codec.load),
+                indices=[i for i, _ in decided.admitted],
+            )
+            await self._produce(sent, activity, self._activity_codec.encode(
+                activity_out), msg.partition)
+            # sent before the state: a crash in between replays the batch, and the
+            # duplicates then re-emit these alerts (same alert_id) if the state landed
+            now_ms = int(time.time() * 1000)
+            for alert in alerts:
+                await self._produce(sent, alerts_topic, self._alert_codec.encode(
+                    alert.to_avro(now_ms)), msg.partition, key=alert.borrower.encode())
+                if not alert.reemitted:
+                    METRICS.alerts.inc(alert.rule)
+            for borrower, state in states.items():
+                key, raw = borrower.encode(), codec.dump(state)
+                table[key] = raw
+                cache.store(key, raw, state)
+        await asyncio.gather(*sent)
+
     # --- agents -------------------------------------------------------------------------
     def _define_agents(self) -> None:
         app = self.app
 
         @app.agent(self.validated, name="borrowers")
         async def borrowers_agent(stream: Any) -> None:
-            table, codec, cache = self.table, self._state_codec, self.state_cache
-            activity, alerts_topic = self.topics.activity, self.topics.alerts
             async for event in stream.events():
-                msg = event.message
-                self.last_progress = time.monotonic()
-                record = self._validated_codec.decode(msg.value)
-                if record["erase"] is not None:
-                    await self._erase(msg.partition, msg.offset, record["erase"])
-                    continue
-                decided = await self.admission.decide(record["events"])
-                self.last_progress = time.monotonic()
-                sent: list[Any] = []
-                await self._send_rejections(sent, decided)
-                for lender, n in decided.admitted_by_lender.items():
-                    METRICS.events_admitted.inc(lender, amount=n)
-                if decided.admitted:
-                    activity_out, states, _, alerts = self.aggregator.process(
-                        msg.partition, msg.offset, [ev for _, ev in decided.admitted],
-                        lambda b: cache.load(b.encode(), table.get(b.encode()), codec.load),
-                        indices=[i for i, _ in decided.admitted],
-                    )
-                    await self._produce(sent, activity, self._activity_codec.encode(
-                        activity_out), msg.partition)
-                    # sent before the state: a crash in between replays the batch, and the
-                    # duplicates then re-emit these alerts (same alert_id) if the state landed
-                    now_ms = int(time.time() * 1000)
-                    for alert in alerts:
-                        await self._produce(sent, alerts_topic, self._alert_codec.encode(
-                            alert.to_avro(now_ms)), msg.partition, key=alert.borrower.encode())
-                        if not alert.reemitted:
-                            METRICS.alerts.inc(alert.rule)
-                    for borrower, state in states.items():
-                        key, raw = borrower.encode(), codec.dump(state)
-                        table[key] = raw
-                        cache.store(key, raw, state)
-                await asyncio.gather(*sent)
+                try:
+                    await self._process(event.message)
+                except asyncio.CancelledError:
+                    raise
+                except BaseException:
+                    # Faust would restart the agent and go on with the NEXT record, leaving
+                    # this one half applied (states of some borrowers written, others not).
+                    # Die instead, before the record is acked: the restart replays it, and
+                    # every step recognises what already landed (as after a SIGKILL).
+                    log.exception("the borrowers agent failed on %s[%d]@%d: exiting so that "
+                                  "the record is replayed", event.message.topic,
+                                  event.message.partition, event.message.offset)
+                    logging.shutdown()
+                    os._exit(70)
 
         @app.timer(LIVENESS_INTERVAL_S)
         async def liveness() -> None:

@@ -73,5 +73,9 @@ def assert_matches_oracle(stored: dict[str, Any], admitted: list[Any],
     assert stored["ledger_duplicates"] == 0
     assert stored["ledger_rows"] == len(admitted)
     daily, hourly = expected_buckets(admitted, settings.pseudonym_key_bytes, settings.tz)
-    assert _stored(stored["daily"]) == _expected(daily)
-    assert _stored(stored["hourly"]) == _expected(hourly)
+    for name, got, want in (("daily", _stored(stored["daily"]), _expected(daily)),
+                            ("hourly", _stored(stored["hourly"]), _expected(hourly))):
+        wrong = sorted(k for k in got.keys() | want.keys() if got.get(k) != want.get(k))
+        assert not wrong, (f"{len(wrong)} {name} buckets differ from the oracle, e.g. "
+                           + "; ".join(f"{k}: stored {got.get(k)} expected {want.get(k)}"
+                                       for k in wrong[:4]))
