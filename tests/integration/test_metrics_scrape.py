@@ -80,8 +80,12 @@ async def test_running_worker_scrape_is_valid_and_complete(settings: Settings,
                                           (("lender", lender),)), 0) for lender in admitted}
         ledger = values.get(("registry_sink_rows_total", (("table", "admitted_events"),)), 0)
         watermark = values.get(("registry_freshness_watermark_seconds", ()), 0)
+        # the stream group's status appears once the lag monitor sampled a commit of it
+        stream_status = any(name == "registry_consumer_status"
+                            and dict(labels).get("group") == settings.registry_app_id
+                            for name, labels in values)
         return (per_lender == dict(admitted) and ledger == len(run.truth.admitted)
-                and watermark >= published_s)
+                and watermark >= published_s and stream_status)
 
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     async with aiohttp.ClientSession() as session:
