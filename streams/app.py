@@ -140,8 +140,6 @@ class RegistryStreams:
         # a buffer sized to a few batches keeps the stream off it.
         self.app.producer.buffer.max_messages = 50_000
         self.validated = _raw_topic(self.app, topics.validated)
-        #: monotonic time of the agent's last finished batch (or Redis wait); see liveness
-        self.last_progress = time.monotonic()
         # key_type/value_type, not only the schema, pick the serializers that changelog
         # recovery decodes with (faust falls back to JSON, so a restart would never recover)
         self.table = self.app.Table(
@@ -188,7 +186,7 @@ class RegistryStreams:
         self._define_agents()
 
     def mark_wait(self) -> None:
-        self.last_wait = self.last_progress = time.monotonic()
+        self.last_wait = time.monotonic()
 
     async def prepare(self, metadata_consumer: Any) -> None:
         """Bind the consent barrier to a started, group-less aiokafka consumer."""
@@ -236,13 +234,11 @@ class RegistryStreams:
         touched borrower's state written once. Raises on any failure (see the agent)."""
         table, codec, cache = self.table, self._state_codec, self.state_cache
         activity, alerts_topic = self.topics.activity, self.topics.alerts
-        self.last_progress = time.monotonic()
         record = self._validated_codec.decode(msg.value)
         if record["erase"] is not None:
             await self._erase(msg.partition, msg.offset, record["erase"])
             return
         decided = await self.admission.decide(record["events"])
-        self.last_progress = time.monotonic()
         sent: list[Any] = []
         await self._send_rejections(sent, decided)
         for lender, n in decided.admitted_by_lender.items():

@@ -74,10 +74,7 @@ class BulkIntake:
         self._codec = codec_for(VALIDATED_BATCH)
         self._rejection = codec_for(REJECTION)
         self._stopping = asyncio.Event()
-        self._consumer: AIOKafkaConsumer | None = None
         self._on_progress = on_progress
-        #: reads committed so far (tests and the bench watch it)
-        self.reads = 0
 
     async def carry_over(self) -> None:
         """Once, before subscribing: give the intake group the legacy Faust group's committed
@@ -142,7 +139,6 @@ class BulkIntake:
         producer = AIOKafkaProducer(
             **options, acks="all", enable_idempotence=True, linger_ms=2,
             max_batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024)
-        self._consumer = consumer
         await self.carry_over()
         await consumer.start()
         await producer.start()
@@ -177,7 +173,6 @@ class BulkIntake:
                     # the records are sent; the next owner replays them and the stream agent
                     # recognises the copies (same source positions)
                     log.warning("intake: offset commit failed after send (%r)", exc)
-                self.reads += 1
                 for lender, n in result.events_in.items():
                     METRICS.events_in.inc(lender, amount=n)
                 count_rejections(result.rejections)
