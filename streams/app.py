@@ -54,6 +54,7 @@ from streams.consent import ConsentIngest
 from streams.consent_barrier import ConsentBarrier
 from streams.consent_store import ConsentStore
 from streams.dedup import DedupStore
+from streams.faust_commits import commit_only_processed
 from streams.intake.service import VALIDATED_BATCH, count_rejections
 from streams.intake.validate import Validator
 from streams.pseudonym import Pseudonymiser
@@ -139,6 +140,7 @@ class RegistryStreams:
         # under load that path was seen to stall a worker for good after a restart (no error);
         # a buffer sized to a few batches keeps the stream off it.
         self.app.producer.buffer.max_messages = 50_000
+        commit_only_processed(self.app.consumer)
         self.validated = _raw_topic(self.app, topics.validated)
         # key_type/value_type, not only the schema, pick the serializers that changelog
         # recovery decodes with (faust falls back to JSON, so a restart would never recover)

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from consumers.metrics import METRICS
 from schemas.codec import REJECTION, codec_for
 from streams.consent import ConsentIngest
 from streams.intake.validate import Incoming
+from streams.read_commit import commit_read, read_again
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,20 @@ class ConsentConsumer:
         self._rejection = codec_for(REJECTION)
         self._stopping = asyncio.Event()
 
+    async def _send(self, producer: AIOKafkaProducer, result: Any) -> None:
+        """Send the audit and rejection records of one read; returns once all are acked."""
+        sends = []
+        for partition, changes in result.audit.items():
+            for change in changes:
+                sends.append(await producer.send(
+                    self.settings.topics.consent_audit, self._audit.encode(change),
+                    key=change["borrower"].encode(), partition=partition))
+        for rej in result.rejections:
+            sends.append(await producer.send(
+                self.settings.topics.rejected(rej.lender_id),
+                self._rejection.encode(rej.to_avro()), partition=rej.source_partition))
+        await asyncio.gather(*sends)
+
     async def run(self) -> None:
         options = self.settings.kafka_client_options()
         consumer = AIOKafkaConsumer(**options, group_id=self.group_id, enable_auto_commit=False,
@@ -51,6 +68,7 @@ class ConsentConsumer:
         await consumer.start()
         await producer.start()
         consumer.subscribe(pattern=self.settings.topics.consent_pattern)
+        delay = 0.5
         try:
             while not self._stopping.is_set():
                 records = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
@@ -59,21 +77,21 @@ class ConsentConsumer:
                 if not batch:
                     continue
                 result = await self.ingest.ingest(batch)
-                sends = []
-                for partition, changes in result.audit.items():
-                    for change in changes:
-                        sends.append(await producer.send(
-                            self.settings.topics.consent_audit, self._audit.encode(change),
-                            key=change["borrower"].encode(), partition=partition))
+                try:
+                    await self._send(producer, result)
+                except KafkaError as exc:
+                    log.warning("consent: send failed (%r); reading the batch again in %.1fs",
+                                exc, delay)
+                    read_again(consumer, records)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                    continue
+                delay = 0.5
                 for rej in result.rejections:
                     METRICS.events_rejected.inc(rej.lender_id, str(rej.reason))
-                    sends.append(await producer.send(
-                        self.settings.topics.rejected(rej.lender_id),
-                        self._rejection.encode(rej.to_avro()), partition=rej.source_partition))
-                await asyncio.gather(*sends)
                 for (lender, action), n in result.recorded.items():
                     METRICS.consent_records.inc(lender, action, amount=n)
-                await consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in records.items()})
+                await commit_read(consumer, records, "consent")
         finally:
             await producer.stop()
             await consumer.stop()

@@ -37,13 +37,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import KafkaError
 
 from consumers.metrics import METRICS
 from schemas.codec import REJECTION, codec_for
 from schemas.records import Rejection
 from streams.intake.consent_gate import ConsentGate
 from streams.intake.validate import Incoming, Validator
+from streams.read_commit import commit_read, read_again
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -159,20 +160,12 @@ class BulkIntake:
                 except KafkaError as exc:
                     log.warning("intake: send failed (%r); reading the batch again in %.1fs",
                                 exc, delay)
-                    for tp, msgs in records.items():
-                        if tp in consumer.assignment():
-                            consumer.seek(tp, msgs[0].offset)
+                    read_again(consumer, records)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 10.0)
                     continue
                 delay = 0.5
-                try:
-                    await consumer.commit({tp: msgs[-1].offset + 1
-                                           for tp, msgs in records.items()})
-                except (CommitFailedError, IllegalStateError, KafkaError) as exc:
-                    # the records are sent; the next owner replays them and the stream agent
-                    # recognises the copies (same source positions)
-                    log.warning("intake: offset commit failed after send (%r)", exc)
+                await commit_read(consumer, records, "intake")
                 for lender, n in result.events_in.items():
                     METRICS.events_in.inc(lender, amount=n)
                 count_rejections(result.rejections)
