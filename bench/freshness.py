@@ -169,9 +169,12 @@ async def measure_freshness(settings: Settings, rate: float, duration_s: float
         where: dict[tuple[str, str], tuple[int, int]] = {}
         act_codec = codec_for(ACTIVITY_BATCH)
         for rec in await _read(consumer, act_start):
-            for item in act_codec.decode(rec.value)["items"]:
-                if item["kind"] == "ledger":
-                    where[(item["lender_id"], item["event_id"])] = (rec.partition, rec.offset)
+            batch = act_codec.decode(rec.value)
+            # typed ledger rows (activity v3); legacy ``items`` of kind "ledger" for old records
+            rows = list(batch.get("ledger") or []) + [
+                item for item in batch.get("items") or [] if item.get("kind") == "ledger"]
+            for row in rows:
+                where[(row["lender_id"], row["event_id"])] = (rec.partition, rec.offset)
         loan_codec = codec_for(LOAN_EVENT)
         published: dict[tuple[str, str], int] = {}
         for rec in await _read(consumer, loans_start):

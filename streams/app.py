@@ -54,7 +54,7 @@ from streams.consent import ConsentIngest
 from streams.consent_barrier import ConsentBarrier
 from streams.consent_store import ConsentStore
 from streams.dedup import DedupStore
-from streams.faust_commits import commit_only_processed
+from streams.faust_commits import commit_only_processed, table_store_set
 from streams.intake.service import VALIDATED_BATCH, count_rejections
 from streams.intake.validate import Validator
 from streams.pseudonym import Pseudonymiser
@@ -135,10 +135,9 @@ class RegistryStreams:
             # rebalances need not wait for buffers to drain
             stream_wait_empty=False,
         )
-        # One batch record updates up to a few thousand borrowers, i.e. as many changelog
-        # writes. Faust's producer buffer throttles the consumer above 100 pending writes, and
-        # under load that path was seen to stall a worker for good after a restart (no error);
-        # a buffer sized to a few batches keeps the stream off it.
+        # State writes bypass Faust's buffered changelog path (see _write_state); this buffer
+        # only carries what Faust itself sends. It throttles the consumer above 100 pending
+        # writes, which was seen to stall a worker for good after a restart: keep it large.
         self.app.producer.buffer.max_messages = 50_000
         commit_only_processed(self.app.consumer)
         self.validated = _raw_topic(self.app, topics.validated)
@@ -150,6 +149,7 @@ class RegistryStreams:
             schema=faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw",
                                 value_serializer="raw"),
         )
+        self._changelog = self.table.changelog_topic.get_topic_name()
         self._redis = connect_redis(settings)
         #: liveness: per partition (committed offset, since when, when re-delivered or None)
         self._commits: dict[Any, tuple[int, float, float | None]] = {}
@@ -197,7 +197,7 @@ class RegistryStreams:
     async def close(self) -> None:
         await self._redis.aclose()
 
-    async def _produce(self, sent: list[Any], topic: str, value: bytes, partition: int,
+    async def _produce(self, sent: list[Any], topic: str, value: bytes | None, partition: int,
                        key: bytes | None = None) -> None:
         """Queue one record on Faust's own producer, below Faust's per-message topic path
         (which cost ~13% of the agent's CPU for rejections alone in a py-spy profile).
@@ -206,6 +206,22 @@ class RegistryStreams:
         the delivery futures so the agent can also await them (a failed delivery then fails
         the iteration instead of being committed over)."""
         sent.append(await self.app.producer.send(topic, key, value, partition, None, None))
+
+    async def _write_state(self, sent: list[Any], key: bytes, raw: bytes | None,
+                           partition: int) -> None:
+        """Write (``raw``) or delete (None: a tombstone) one borrower's state: the changelog
+        record on the producer, the value in the table's store.
+
+        Faust's own path (``table[key] = raw``) queues each changelog record in its producer
+        buffer and sends it through its per-message topic path, one at a time when it commits:
+        one write per touched borrower made the commit take 5-13 s with a 100k-record backlog
+        (``Timer commit is overlapping``), the agent's offsets lagging that much. Here the
+        record goes straight to the producer, to the partition Faust itself would use (the
+        batch record's: key and record share the partition), and its delivery future joins
+        ``sent`` (awaited before the record is acknowledged). Recovery reads the changelog as
+        usual, whoever wrote it."""
+        await self._produce(sent, self._changelog, raw, partition, key=key)
+        table_store_set(self.table, key, raw, partition)
 
     async def _send_rejections(self, sent: list[Any], decided: Any) -> None:
         codec, topics = self._rejection_codec, self.topics
@@ -218,12 +234,12 @@ class RegistryStreams:
         """Delete a borrower's state (tombstone) and forward the erasure to the sink."""
         key = command["borrower"].encode()
         self.state_cache.forget(key)
+        sent: list[Any] = []
         if self.table.get(key) is not None:
-            del self.table[key]
+            await self._write_state(sent, key, None, partition)
         erase = {"borrower": command["borrower"], "request_id": command["request_id"],
                  "institution": command["institution"],
                  "requested_at_ms": command["requested_at_ms"]}
-        sent: list[Any] = []
         await self._produce(sent, self.topics.activity, self._activity_codec.encode(
             activity_record([], [], [], [erase])), partition)
         await asyncio.gather(*sent)
@@ -263,7 +279,7 @@ class RegistryStreams:
                     METRICS.alerts.inc(alert.rule)
             for borrower, state in states.items():
                 key, raw = borrower.encode(), codec.dump(state)
-                table[key] = raw
+                await self._write_state(sent, key, raw, msg.partition)
                 cache.store(key, raw, state)
         await asyncio.gather(*sent)
 

@@ -1,5 +1,6 @@
-"""Faust commits only offsets whose records the agent processed, none it skipped.
+"""Where the stream changes Faust's bookkeeping: commits and table writes.
 
+Commits: Faust commits only offsets whose records the agent processed, none it skipped.
 faust-streaming 0.15 computes the offset to commit from the offsets its agents acknowledged
 (``Consumer._new_offset``) and bends that rule in two places:
 
@@ -71,3 +72,20 @@ def commit_only_processed(consumer: Any) -> None:
 
     consumer._new_offset = new_offset
     consumer._add_gap = refuse_gap
+
+
+def table_store_set(table: Any, key: bytes, raw: bytes | None, partition: int) -> None:
+    """Set (or with None delete) ``key`` in a Faust table's in-memory store WITHOUT Faust
+    sending a changelog record: the caller has sent it (``RegistryStreams._write_state``).
+
+    ``table.data`` is the store (``faust.stores.memory.Store``, checked with faust-streaming
+    0.15.3); its ``_key_partition`` is what Faust consults after a rebalance to drop the keys
+    of partitions this worker no longer owns, so it is kept as changelog recovery keeps it.
+    """
+    store = table.data
+    if raw is None:
+        store.data.pop(key, None)
+        store._key_partition.pop(key, None)
+    else:
+        store.data[key] = raw
+        store._key_partition[key] = partition
