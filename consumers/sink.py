@@ -63,7 +63,6 @@ from consumers.clickhouse.bisect import Refusal, insert_isolating
 from consumers.clickhouse.client import ClickHouse
 from consumers.clickhouse.erasure import erase_borrower
 from consumers.clickhouse.errors import ClickHouseError
-from consumers.metrics import METRICS
 from consumers.recompute import recompute
 from consumers.rows import (
     TABLE_COLUMNS,
@@ -77,6 +76,7 @@ from consumers.rows import (
 from schemas.codec import REJECTION, CodecError, codec_for
 from streams.calendar import Calendar
 from streams.pseudonym import PSEUDONYM_HEX_CHARS
+from streams.runtime.metrics import METRICS
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

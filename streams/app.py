@@ -42,7 +42,6 @@ from typing import Any
 
 import faust
 
-from consumers.metrics import METRICS
 from schemas.codec import REJECTION, codec_for
 from schemas.validation import ValidationLimits
 from streams.admission import Admission
@@ -59,6 +58,7 @@ from streams.intake.service import VALIDATED_BATCH, count_rejections
 from streams.intake.validate import Validator
 from streams.pseudonym import Pseudonymiser
 from streams.redis_client import connect_redis
+from streams.runtime.metrics import METRICS
 from streams.settings import Settings
 from streams.state_cache import StateCache
 from streams.topics_admin import (

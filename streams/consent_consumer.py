@@ -23,11 +23,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from consumers.metrics import METRICS
 from schemas.codec import REJECTION, codec_for
 from streams.consent import ConsentIngest
 from streams.intake.validate import Incoming
 from streams.read_commit import commit_read, read_again
+from streams.runtime.metrics import METRICS
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

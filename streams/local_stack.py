@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from streams.settings import REPO_ROOT, get_settings
+from streams.settings import REPO_ROOT, child_environment, get_settings
 
 KAFKA = REPO_ROOT / "infra" / "kafka" / "kafka.sh"
 REDIS = REPO_ROOT / "infra" / "redis" / "redis.sh"
@@ -28,13 +28,14 @@ def main() -> int:
     settings = get_settings()
     data = settings.registry_data_dir
     data.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
+    # The infra scripts' own variables, derived from the settings; the worker and simulator
+    # inherit this process's environment and so read the same settings.
+    env = child_environment({
         "KAFKA_PORT": _port(settings.kafka_bootstrap.split(",")[0]),
         "KAFKA_DATA_DIR": str(data / "kafka"),
         "REDIS_PORT": _port(settings.redis_url.rsplit("/", 1)[0]),
         "REDIS_DATA_DIR": str(data / "redis"),
-    }
+    })
     children: list[subprocess.Popen[bytes]] = []
     stopping = False
 
@@ -51,7 +52,7 @@ def main() -> int:
         logs.mkdir(exist_ok=True)
         for name, args in (
             ("worker", ["worker"]),
-            ("simulator", ["simulate", "--rate", os.environ.get("SIMULATOR_RATE", "200")]),
+            ("simulator", ["simulate", "--rate", f"{settings.simulator_rate:g}"]),
         ):
             log = (logs / f"{name}.log").open("ab")
             children.append(subprocess.Popen(

@@ -14,7 +14,6 @@ worker could not be reached or failed.
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from streams.cli_base import SubCommand
@@ -80,8 +79,7 @@ def _run(args: argparse.Namespace) -> int:
         return borrower_id
     settings = get_settings()
     base = (args.url or _default_url(settings)).rstrip("/")
-    token = (args.token or os.environ.get("REGISTRY_API_TOKEN")
-             or settings.token_with_scope(Scope.SUBJECT_REPORT))
+    token = args.token or settings.cli_token(Scope.SUBJECT_REPORT)
     return _call_worker("report", args, "POST", f"{base}/api/v1/subject-report", render_report,
                         token=token, body={"borrower_id": borrower_id})
 

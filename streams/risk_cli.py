@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import re
 import urllib.error
 import urllib.request
@@ -46,12 +45,9 @@ def _default_url(settings: Settings) -> str:
 
 def _default_token(settings: Settings, scope: str = "frequency") -> str | None:
     """``$REGISTRY_API_TOKEN``, else the first configured token holding ``scope``."""
-    env = os.environ.get("REGISTRY_API_TOKEN")
-    if env:
-        return env
     from streams.settings import Scope
 
-    return settings.token_with_scope(Scope(scope))
+    return settings.cli_token(Scope(scope))
 
 
 def _add_url(parser: argparse.ArgumentParser, *, token: bool = False) -> None:

@@ -9,7 +9,9 @@ pseudonymisation key must be configured, and the lender publisher can only be bu
 
 from __future__ import annotations
 
+import os
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -238,6 +240,17 @@ class Settings(BaseSettings):
         "ClickHouse before it answers 202 (pending) instead of 200.")
     lag_poll_seconds: float = Field(2.0, gt=0, description="Lag monitor sampling interval.")
 
+    # --- command line and local stack -------------------------------------------------------
+    registry_api_token: SecretStr | None = Field(
+        None, description="Bearer token of `registry frequency`, `erase` and `report` when "
+        "`--token` is not given; unset: the first configured token holding the command's "
+        "scope. Never logged.",
+    )
+    simulator_rate: float = Field(
+        200.0, ge=0, allow_inf_nan=False, description="Events/s of the lender simulator that "
+        "`make run` starts (0 = unlimited).",
+    )
+
     # --- test-only switches (refused in production mode) ---------------------------------
     fault_kill_after_insert_cycles: int = Field(
         0, ge=0, description="TEST ONLY: the worker SIGKILLs itself right after its N-th "
@@ -379,6 +392,13 @@ class Settings(BaseSettings):
         """The first configured token holding ``scope`` (CLI default), or None."""
         return next((t for t, g in self.api_grants.items() if scope in g.scopes), None)
 
+    def cli_token(self, scope: Scope) -> str | None:
+        """The token a CLI command sends without ``--token``: ``REGISTRY_API_TOKEN`` when set
+        (and not empty), else :meth:`token_with_scope` of the command's ``scope``."""
+        if self.registry_api_token is not None and self.registry_api_token.get_secret_value():
+            return self.registry_api_token.get_secret_value()
+        return self.token_with_scope(scope)
+
     def kafka_ssl_context(self) -> ssl.SSLContext | None:
         """A fresh TLS client context for Kafka, or None without TLS.
 
@@ -438,6 +458,14 @@ class Settings(BaseSettings):
             password=self.kafka_sasl_password.get_secret_value(),
             ssl_context=context, mechanism="SCRAM-SHA-512",
         )
+
+
+def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a child process: this process's own, so that a registry child builds
+    the same :class:`Settings`, plus ``extra`` (variables of the ``infra/`` scripts, which are
+    no registry settings). The one place besides :class:`Settings` that touches the
+    environment."""
+    return {**os.environ, **extra}
 
 
 @lru_cache(maxsize=1)

@@ -25,7 +25,7 @@ from functools import lru_cache
 
 from aiohttp import web
 
-from consumers.metrics import METRICS
+from streams.runtime.metrics import METRICS
 from streams.settings import Scope, Settings, TokenGrant, api_grants
 
 security_log = logging.getLogger("registry.security")

@@ -43,12 +43,12 @@ from consumers.api.body import (
 from consumers.api.body import BodyError as _Problem
 from consumers.clickhouse.client import ClickHouse
 from consumers.clickhouse.errors import ClickHouseError
-from consumers.metrics import METRICS
 from consumers.risk.batcher import FrequencyBatcher
 from consumers.risk.frequency import Ask
 from consumers.risk.inquiries import Inquiry
 from streams.calendar import local_today
 from streams.pseudonym import Pseudonymiser
+from streams.runtime.metrics import METRICS
 from streams.settings import Scope, Settings
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from pathlib import Path
 from aiohttp import web
 
 from consumers.lag.monitor import LagMonitor
-from consumers.metrics import Metrics
+from streams.runtime.metrics import Metrics
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_POINTS = 180

@@ -18,7 +18,7 @@ from consumers.api.ops_routes import add_ops_routes
 from consumers.api.report_routes import add_report_routes
 from consumers.clickhouse.client import ClickHouse
 from consumers.lag.monitor import LagMonitor
-from consumers.metrics import METRICS
+from streams.runtime.metrics import METRICS
 from streams.settings import Settings
 
 

@@ -1,4 +1,4 @@
-"""Publishing a lag sample to the Prometheus gauges of :mod:`consumers.metrics`.
+"""Publishing a lag sample to the Prometheus gauges of :mod:`streams.runtime.metrics`.
 
 Per partition the lag in messages and in seconds, per group one status gauge per
 :class:`~consumers.lag.status.LagStatus` (1 for the current one), per lender the freshness.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from consumers.lag.status import LagSnapshot, LagStatus
-from consumers.metrics import Metrics
+from streams.runtime.metrics import Metrics
 
 
 def publish_metrics(metrics: Metrics, snapshot: LagSnapshot, owns: Callable[[str], bool]) -> None:

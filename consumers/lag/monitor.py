@@ -25,7 +25,7 @@ from consumers.lag.history import LagHistoryError, LagHistoryWriter
 from consumers.lag.sampler import LagMonitorError, LagSampler
 from consumers.lag.series import snapshot_json
 from consumers.lag.status import DEFAULT_STOPPED_AFTER_S, DEFAULT_WINDOW, LagSnapshot
-from consumers.metrics import METRICS, Metrics
+from streams.runtime.metrics import METRICS, Metrics
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

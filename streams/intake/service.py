@@ -39,12 +39,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from consumers.metrics import METRICS
 from schemas.codec import REJECTION, codec_for
 from schemas.records import Rejection
 from streams.intake.consent_gate import ConsentGate
 from streams.intake.validate import Incoming, Validator
 from streams.read_commit import commit_read, read_again
+from streams.runtime.metrics import METRICS
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

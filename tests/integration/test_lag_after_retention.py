@@ -24,7 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 
 from consumers.api.ops_routes import add_ops_routes
 from consumers.lag.monitor import LagMonitor
-from consumers.metrics import Metrics
+from streams.runtime.metrics import Metrics
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration

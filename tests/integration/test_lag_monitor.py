@@ -20,7 +20,7 @@ from consumers.api.ops_routes import add_ops_routes
 from consumers.lag.history import LagHistoryWriter
 from consumers.lag.monitor import LagMonitor
 from consumers.lag.status import LagStatus
-from consumers.metrics import Metrics
+from streams.runtime.metrics import Metrics
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration

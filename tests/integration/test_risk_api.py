@@ -23,10 +23,10 @@ from consumers.api.server import build_app
 from consumers.clickhouse.client import ClickHouse, connect
 from consumers.clickhouse.migrations import apply_migrations
 from consumers.lag.monitor import LagMonitor
-from consumers.metrics import METRICS
 from schemas.national_id import generate
 from streams.calendar import local_today
 from streams.pseudonym import Pseudonymiser
+from streams.runtime.metrics import METRICS
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration

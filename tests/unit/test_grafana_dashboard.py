@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from promql import dashboard_exprs, exposed_names, metric_names
 
-from consumers.metrics import Metrics
+from streams.runtime.metrics import Metrics
 
 REPO = Path(__file__).resolve().parents[2]
 GRAFANA = REPO / "infra" / "grafana"

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumers.metrics import (
+from streams.runtime.metrics import (
     CONTENT_TYPE,
     METRICS,
     Counter,

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from promql import exposed_names, metric_names, rule_exprs
 
-from consumers.metrics import Metrics
+from streams.runtime.metrics import Metrics
 
 REPO = Path(__file__).resolve().parents[2]
 PROM = REPO / "infra" / "prometheus"
