@@ -1,4 +1,4 @@
-"""Typed Python views of the Avro records, plus the two formatters every output shares.
+"""Typed Python views of the Avro records, plus the timestamp formatter every output shares.
 
 Money is an ``int`` of minor units (fen for CNY), never a float or a ``Decimal``: it is exact,
 sums without rounding, and the Avro ``long`` decodes about twice as fast as an Avro
@@ -151,13 +151,6 @@ class Rejection:
             rec.get("event_id"),
             rec["rejected_at_ms"],
         )
-
-
-def format_amount(amount_minor: int) -> str:
-    """Minor units as a decimal string with two places: ``125000 -> "1250.00"``."""
-    sign = "-" if amount_minor < 0 else ""
-    whole, cents = divmod(abs(amount_minor), 100)
-    return f"{sign}{whole}.{cents:02d}"
 
 
 def format_timestamp(ms: int) -> str:
