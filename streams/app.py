@@ -234,7 +234,7 @@ class RegistryStreams:
         for lender, n in decided.admitted_by_lender.items():
             METRICS.events_admitted.inc(lender, amount=n)
         if decided.admitted:
-            activity_out, states, _, alerts = self.aggregator.process(
+            activity_out, states, alerts = self.aggregator.process(
                 msg.partition, msg.offset, [ev for _, ev in decided.admitted],
                 lambda b: cache.load(b.encode(), table.get(b.encode()), codec.load),
                 indices=[i for i, _ in decided.admitted],
