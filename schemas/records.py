@@ -23,6 +23,10 @@ from schemas.reasons import RejectReason
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+#: The registry's currency: a lender record without ``currency`` is in it, and bucket amounts
+#: (stream and correction path alike) sum it only; other currencies are counted, not summed.
+REGISTRY_CURRENCY = "CNY"
+
 
 class EventType(StrEnum):
     """Symbols of the Avro enum ``registry.lender.EventType`` (lower case, exactly)."""
