@@ -65,7 +65,8 @@ async def group_lag(settings: Settings) -> dict[str, int]:
 
 async def wait_drained(settings: Settings, *, timeout: float, stable_for: float = 3.0,
                        worker: Any = None) -> float:
-    """Wait until both stages have nothing left to consume, for ``stable_for`` seconds."""
+    """Wait until every stage of :func:`group_lag` (intake, stream, consent, sink) has nothing
+    left to consume, for ``stable_for`` seconds."""
     started = time.monotonic()
     deadline = started + timeout
     clear_since: float | None = None
