@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from bench import REPO, profile, use_test_helpers
+from streams.kafka_internals import topic_partitions
 from streams.lender.simulator import SimulationParams, run_simulation
 from streams.settings import Settings
 
@@ -89,19 +90,10 @@ async def loans_topic_names(settings: Settings) -> list[str]:
     consumer = AIOKafkaConsumer(**settings.kafka_client_options())
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()
-        return sorted(n for n in consumer._client.cluster.topics()
+        return sorted(n for n in await consumer.topics()
                       if re.match(settings.topics.loans_pattern, n))
     finally:
         await consumer.stop()
-
-
-async def topic_partitions(consumer: AIOKafkaConsumer, topics: list[str]
-                           ) -> list[TopicPartition]:
-    """Every partition of ``topics``, from freshly fetched cluster metadata."""
-    await consumer._client.force_metadata_update()
-    return [TopicPartition(t, p) for t in topics
-            for p in sorted(consumer._client.cluster.partitions_for_topic(t) or ())]
 
 
 async def end_offsets_total(settings: Settings, topics: list[str]) -> int:
@@ -109,11 +101,9 @@ async def end_offsets_total(settings: Settings, topics: list[str]) -> int:
     await consumer.start()
     try:
         tps = [TopicPartition(t, p) for t in topics
-               for p in consumer._client.cluster.partitions_for_topic(t) or ()]
+               for p in consumer.partitions_for_topic(t) or ()]
         if not tps:
-            await consumer._client.force_metadata_update()
-            tps = [TopicPartition(t, p) for t in topics
-                   for p in consumer._client.cluster.partitions_for_topic(t) or ()]
+            tps = await topic_partitions(consumer, topics)
         return sum((await consumer.end_offsets(tps)).values())
     finally:
         await consumer.stop()

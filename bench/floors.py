@@ -102,6 +102,8 @@ def faust_light(bootstrap: str, topics: list[str], n: int) -> None:
 
     import faust
 
+    from streams.faust_internals import set_producer_buffer_limit
+
     partitions = asyncio.run(_partition_count(bootstrap, topics[0]))
     app = faust.App(
         f"bench-faust-light-{uuid.uuid4().hex[:8]}", broker=f"kafka://{bootstrap}",
@@ -110,7 +112,7 @@ def faust_light(bootstrap: str, topics: list[str], n: int) -> None:
         stream_buffer_maxsize=20000, broker_commit_interval=0.5, stream_wait_empty=False,
         topic_partitions=partitions, topic_replication_factor=1,
     )
-    app.producer.buffer.max_messages = 50_000
+    set_producer_buffer_limit(app.producer, 50_000)
     topic = app.topic(*topics, key_type=bytes, value_type=bytes, key_serializer="raw",
                       value_serializer="raw")
     # a windowed key is (key, window): JSON-serialised, so the key is text
@@ -146,7 +148,7 @@ def faust_light(bootstrap: str, topics: list[str], n: int) -> None:
 async def aiokafka_floor(bootstrap: str, topics: list[str], n: int) -> None:
     from aiokafka import AIOKafkaConsumer
 
-    from bench.e2e import topic_partitions
+    from streams.kafka_internals import topic_partitions
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest",

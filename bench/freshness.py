@@ -35,10 +35,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench import percentiles, use_test_helpers
-from bench.e2e import loans_topic_names, topic_partitions
+from bench.e2e import loans_topic_names
 from schemas.codec import LOAN_EVENT, codec_for
 from schemas.fast_encode import encode_loan_event
 from schemas.records import ConsentAction, ConsentRecord, EventType, LoanEvent
+from streams.kafka_internals import topic_partitions
 from streams.lender import population
 from streams.lender.publisher import LenderPublisher
 from streams.settings import Settings

@@ -55,6 +55,7 @@ from zoneinfo import ZoneInfo
 
 from bench import emit
 from schemas.codec import LOAN_EVENT, codec_for
+from schemas.records import REGISTRY_CURRENCY
 from schemas.topics import TopicNames
 from schemas.validation import ValidationError, ValidationLimits, check_loan_record
 from streams.pseudonym import Pseudonymiser
@@ -64,7 +65,6 @@ HOURLY_GRACE_HOURS = 48  # the registry's default ``HOURLY_STATE_HOURS``
 MAX_RECORD_BYTES = 16384  # the registry's default ``MAX_RECORD_BYTES``
 DEDUP_TTL_S = 90 * 86400
 DAY_MS, HOUR_MS = 86_400_000, 3_600_000
-REGISTRY_CURRENCY = "CNY"
 
 
 class _Progress:

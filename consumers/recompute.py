@@ -16,13 +16,14 @@ from collections.abc import Mapping
 from zoneinfo import ZoneInfo
 
 from consumers.clickhouse.client import ClickHouse
+from schemas.records import REGISTRY_CURRENCY
 from streams.calendar import HOUR_MS, Calendar
 
 _AGGREGATES = """
     countIf(event_type = 'draw'),
-    sumIf(amount_minor, event_type = 'draw' AND currency = 'CNY'),
+    sumIf(amount_minor, event_type = 'draw' AND currency = {currency:String}),
     countIf(event_type = 'repayment'),
-    sumIf(amount_minor, event_type = 'repayment' AND currency = 'CNY'),
+    sumIf(amount_minor, event_type = 'repayment' AND currency = {currency:String}),
     countIf(event_type = 'default'),
     arraySort(groupUniqArray(lender_id)),
     if(countIf(event_type = 'draw') = 0, NULL, maxIf(occurred_at, event_type = 'draw')),
@@ -64,5 +65,6 @@ def recompute(ch: ClickHouse, calendar: Calendar, tz: ZoneInfo, kind: str,
         f"GROUP BY borrower, {key}",
         parameters={"borrowers": sorted({b for b, _ in pairs}),
                     "start": min(s for s, _ in spans), "end": max(e for _, e in spans),
-                    "keys": keys, "versions": [wanted[p] for p in pairs]},
+                    "keys": keys, "versions": [wanted[p] for p in pairs],
+                    "currency": REGISTRY_CURRENCY},
     )

@@ -1,12 +1,13 @@
 """Hand-written Avro encoder for exactly ``registry.lender.LoanEvent`` v1 (publisher fast path).
 
 Why it exists: ``Codec.encode`` (``to_avro()`` dict + fastavro's generic ``schemaless_writer``)
-costs about 8.7 µs per loan event and caps :meth:`LenderPublisher.publish_event` at ~32-35k
-events/s, while the publisher sends pre-encoded records at 60-65k/s. Writing the nine fields of
-this one schema directly (no dict, no schema walk) is 3-4x faster. Measured on the 2-core VM,
-200k ``bench/publisher_throughput.py`` events, 3 runs, other work on the machine (noisy):
-encode 8.2-10.4 µs -> 2.1-3.6 µs per record; ``publish_event`` 26-35k -> 41-48k events/s
-(``send_raw`` of pre-encoded records 40-67k/s in the same runs).
+costs about 8.7 µs per loan event, which made encoding the largest cost of
+:meth:`LenderPublisher.publish_event` next to sending pre-encoded records. Writing the nine
+fields of this one schema directly (no dict, no schema walk) is 3-4x faster. Measured on the
+2-core VM, 200k ``bench/publisher_throughput.py`` events, 3 runs, other work on the machine
+(noisy): encode 8.2-10.4 µs -> 2.1-3.6 µs per record. (The publisher's throughput is not
+quoted here: ``bench/publisher_throughput.py`` measures it, and the quoted benchmark run,
+``bench/results/latest.*``, does not include it.)
 
 What it writes is the Avro binary encoding of the fields in schema order - ``string`` as
 zigzag-varint byte length + UTF-8, ``long`` as zigzag varint, the ``EventType`` enum as the

@@ -1,4 +1,4 @@
-"""Typed Python views of the Avro records, plus the two formatters every output shares.
+"""Typed Python views of the Avro records, plus the timestamp formatter every output shares.
 
 Money is an ``int`` of minor units (fen for CNY), never a float or a ``Decimal``: it is exact,
 sums without rounding, and the Avro ``long`` decodes about twice as fast as an Avro
@@ -22,6 +22,10 @@ from typing import Any
 from schemas.reasons import RejectReason
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+#: The registry's currency: a lender record without ``currency`` is in it, and bucket amounts
+#: (stream and correction path alike) sum it only; other currencies are counted, not summed.
+REGISTRY_CURRENCY = "CNY"
 
 
 class EventType(StrEnum):
@@ -151,13 +155,6 @@ class Rejection:
             rec.get("event_id"),
             rec["rejected_at_ms"],
         )
-
-
-def format_amount(amount_minor: int) -> str:
-    """Minor units as a decimal string with two places: ``125000 -> "1250.00"``."""
-    sign = "-" if amount_minor < 0 else ""
-    whole, cents = divmod(abs(amount_minor), 100)
-    return f"{sign}{whole}.{cents:02d}"
 
 
 def format_timestamp(ms: int) -> str:

@@ -37,7 +37,13 @@ from typing import Any, Protocol
 from schemas import national_id
 from schemas.errors import SchemaError
 from schemas.reasons import RejectReason
-from schemas.records import ConsentAction, ConsentRecord, EventType, LoanEvent
+from schemas.records import (
+    REGISTRY_CURRENCY,
+    ConsentAction,
+    ConsentRecord,
+    EventType,
+    LoanEvent,
+)
 
 R = RejectReason
 
@@ -301,7 +307,7 @@ def parse_loan_json(
     event_type = _event_type(obj.get("event_type"))
     amount_minor = _amount_minor(parse_amount(obj.get("amount")), limits, "amount")
     raw_currency = obj.get("currency")
-    currency = _currency("CNY" if raw_currency is None else raw_currency)
+    currency = _currency(REGISTRY_CURRENCY if raw_currency is None else raw_currency)
     occurred_at_ms = _time_ms(parse_timestamp_ms(obj.get("occurred_at")), "occurred_at", limits)
     _not_future(occurred_at_ms, "occurred_at", now_ms, limits)
     _same_lender(payload_lender, lender_id)

@@ -77,8 +77,6 @@ class Processed(NamedTuple):
     activity: dict[str, Any]
     #: every borrower state the batch touched; store them all
     states: dict[str, BorrowerState]
-    #: events the day buckets recognised as already applied
-    duplicates: int
     #: alerts for ``registry.alerts``: new ones and re-emissions (``Alert.reemitted``)
     alerts: list[Alert]
 
@@ -87,10 +85,12 @@ class Aggregator:
     def __init__(self, policy: BucketPolicy, rules: AlertRules | None = None) -> None:
         self._policy = policy
         self._rules = rules if rules is not None else AlertRules((), 0)
+        #: per partition: the largest event time this worker processed. Kept on purpose when
+        #: the partition is revoked (one entry per partition): should it come back, the events
+        #: behind the value are in the partition's state already; a value that lags the
+        #: partition's real stream time (as the 0 of a restarted worker does) only delays
+        #: eviction and alert pruning.
         self._stream_time: dict[int, int] = {}
-
-    def forget_partition(self, partition: int) -> None:
-        self._stream_time.pop(partition, None)
 
     def process(
         self,
@@ -110,7 +110,6 @@ class Aggregator:
         ledger: list[dict[str, Any]] = []
         buckets: dict[tuple[str, bool, int], Bucket] = {}
         recomputes: dict[tuple[str, str, int], int] = {}
-        duplicates = 0
         alerts: list[Alert] = []
         stream_time = self._stream_time.get(partition, 0)
         for n, ev in enumerate(events):
@@ -130,7 +129,6 @@ class Aggregator:
             row["borrower"] = borrower
             row["version"] = version
             ledger.append(row)
-            duplicates += out.duplicate
             if ev["event_type"] == DRAW:
                 alerts.extend(self._rules.observe(
                     state, ev, event_key(ev["lender_id"], ev["event_id"]),
@@ -149,4 +147,4 @@ class Aggregator:
         fixes = [{"daily": kind == "recompute_daily", "borrower": borrower, "bucket": bucket,
                   "version": version}
                  for (borrower, kind, bucket), version in recomputes.items()]
-        return Processed(activity_record(ledger, rows, fixes), states, duplicates, alerts)
+        return Processed(activity_record(ledger, rows, fixes), states, alerts)

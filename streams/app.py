@@ -53,7 +53,13 @@ from streams.consent import ConsentIngest
 from streams.consent_barrier import ConsentBarrier
 from streams.consent_store import ConsentStore
 from streams.dedup import DedupStore
-from streams.faust_commits import commit_only_processed, table_store_set
+from streams.faust_commits import commit_only_processed
+from streams.faust_internals import (
+    committed_offset,
+    consumer_state,
+    set_producer_buffer_limit,
+    table_store_set,
+)
 from streams.intake.service import VALIDATED_BATCH, count_rejections
 from streams.intake.validate import Validator
 from streams.pseudonym import Pseudonymiser
@@ -73,23 +79,6 @@ log = logging.getLogger(__name__)
 LIVENESS_INTERVAL_S = 5.0
 STALL_RESTART_S = 20.0
 ACTIVITY_BATCH = "registry.internal.ActivityBatch"
-
-
-def _consumer_state(consumer: Any) -> str:
-    """Faust's per-partition offset bookkeeping, for the log line of a stall (diagnosis)."""
-    parts = []
-    for tp in sorted(consumer.assignment()):
-        acked = consumer._acked.get(tp) or []
-        gap = consumer._gap.get(tp)
-        parts.append(
-            f"{tp.topic}[{tp.partition}] hw={consumer.highwater(tp)} "
-            f"committed={consumer._committed_offset.get(tp)} "
-            f"read={consumer._read_offset.get(tp)} acked={len(acked)}"
-            f"{f' min={min(acked)} max={max(acked)}' if acked else ''} "
-            f"gap={sorted((i.begin, i.end) for i in gap) if gap else []} "
-            f"paused={tp in consumer._paused_partitions}")
-    unacked = len(consumer._unacked_messages)
-    return f"unacked={unacked}; " + "; ".join(parts)
 
 
 def _raw_topic(app: faust.App, *names: str, partitions: int | None = None) -> Any:
@@ -138,7 +127,7 @@ class RegistryStreams:
         # State writes bypass Faust's buffered changelog path (see _write_state); this buffer
         # only carries what Faust itself sends. It throttles the consumer above 100 pending
         # writes, which was seen to stall a worker for good after a restart: keep it large.
-        self.app.producer.buffer.max_messages = 50_000
+        set_producer_buffer_limit(self.app.producer, 50_000)
         commit_only_processed(self.app.consumer)
         self.validated = _raw_topic(self.app, topics.validated)
         # key_type/value_type, not only the schema, pick the serializers that changelog
@@ -262,7 +251,7 @@ class RegistryStreams:
         for lender, n in decided.admitted_by_lender.items():
             METRICS.events_admitted.inc(lender, amount=n)
         if decided.admitted:
-            activity_out, states, _, alerts = self.aggregator.process(
+            activity_out, states, alerts = self.aggregator.process(
                 msg.partition, msg.offset, [ev for _, ev in decided.admitted],
                 lambda b: cache.load(b.encode(), table.get(b.encode()), codec.load),
                 indices=[i for i, _ in decided.admitted],
@@ -338,7 +327,7 @@ class RegistryStreams:
                 if tp.topic != topic:
                     continue
                 highwater = consumer.highwater(tp)
-                committed = consumer._committed_offset.get(tp) or 0
+                committed = committed_offset(consumer, tp) or 0
                 seen = watched.get(tp)
                 if highwater is None or highwater <= committed:
                     watched.pop(tp, None)
@@ -351,13 +340,13 @@ class RegistryStreams:
                     log.error("%s[%d]: no commit for %.0fs with %d records waiting: "
                               "delivering them again from offset %d; consumer state: %s",
                               tp.topic, tp.partition, now - since, highwater - committed,
-                              committed, _consumer_state(consumer))
+                              committed, consumer_state(consumer))
                     await consumer.seek(tp, committed)
                     watched[tp] = (committed, since, now)
                 elif reseeked_at is not None and now - reseeked_at >= STALL_RESTART_S:
                     log.error("%s[%d]: still no commit %.0fs after a re-delivery: restarting "
                               "this worker; consumer state: %s", tp.topic, tp.partition,
-                              now - reseeked_at, _consumer_state(consumer))
+                              now - reseeked_at, consumer_state(consumer))
                     os.execv(sys.executable, [sys.executable, "-m", "streams.cli",
                                               *sys.argv[1:]])
 

@@ -31,11 +31,10 @@ from dataclasses import dataclass, field
 from hashlib import blake2b
 from typing import Any
 
+from schemas.records import REGISTRY_CURRENCY
 from streams.calendar import HOUR_MS, Calendar
 
 DRAW, REPAYMENT, DEFAULT = "draw", "repayment", "default"
-#: Amounts are summed in the registry currency only; other currencies are counted, not summed.
-REGISTRY_CURRENCY = "CNY"
 
 
 def event_key(lender_id: str, event_id: str) -> int:

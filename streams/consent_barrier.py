@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.topics import TopicNames
 from streams.consent_store import ConsentStore
+from streams.kafka_internals import refresh_metadata
 from streams.redis_client import until_redis_answers
 
 #: Tolerated difference between the broker's clock and ours.
@@ -48,7 +49,7 @@ class ConsentBarrier:
         assert self._consumer is not None, "ConsentBarrier.bind() was not called"
         parts = self._consumer.partitions_for_topic(topic)
         if parts is None:
-            await self._consumer._client.force_metadata_update()
+            await refresh_metadata(self._consumer)
             parts = self._consumer.partitions_for_topic(topic)
         return [TopicPartition(topic, p) for p in sorted(parts or ())]
 

@@ -76,7 +76,3 @@ class DedupStore:
         args = [self._ttl_s, *(f"{partition}:{offset}" for _, _, partition, offset in items)]
         codes = await self._script(keys=keys, args=args)
         return [_SEEN[int(code)] for code in codes]
-
-    async def forget(self, lender_id: str, event_id: str) -> None:
-        """Test-only and erasure helper: drop one mark."""
-        await self._redis.delete(self._key(lender_id, event_id))

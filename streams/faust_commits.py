@@ -1,8 +1,7 @@
-"""Where the stream changes Faust's bookkeeping: commits and table writes.
+"""Faust commits only offsets whose records the agent processed, none it skipped.
 
-Commits: Faust commits only offsets whose records the agent processed, none it skipped.
 faust-streaming 0.15 computes the offset to commit from the offsets its agents acknowledged
-(``Consumer._new_offset``) and bends that rule in two places:
+(the consumer's ``_new_offset``) and bends that rule in two places:
 
 * a fetched offset that jumps ahead of the last one read is recorded as a "gap"
   (``_drain_messages`` -> ``_add_gap``) and the gap is later counted as acknowledged, so the
@@ -22,6 +21,8 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+
+from streams.faust_internals import committed_offset, pending_acks, replace_commit_rule
 
 log = logging.getLogger(__name__)
 
@@ -63,29 +64,11 @@ def commit_only_processed(consumer: Any) -> None:
     """Install :func:`next_commit` on a Faust consumer and stop it recording gaps."""
 
     def new_offset(tp: Any) -> int | None:
-        return next_commit(consumer._acked[tp], consumer._acked_index[tp],
-                           consumer._committed_offset[tp])
+        acked, acked_index = pending_acks(consumer, tp)
+        return next_commit(acked, acked_index, committed_offset(consumer, tp))
 
     async def refuse_gap(tp: Any, offset_from: int, offset_to: int) -> None:
         log.warning("%s[%d]: the fetcher skipped offsets %d..%d; the commit waits for them",
                     tp.topic, tp.partition, offset_from, offset_to - 1)
 
-    consumer._new_offset = new_offset
-    consumer._add_gap = refuse_gap
-
-
-def table_store_set(table: Any, key: bytes, raw: bytes | None, partition: int) -> None:
-    """Set (or with None delete) ``key`` in a Faust table's in-memory store WITHOUT Faust
-    sending a changelog record: the caller has sent it (``RegistryStreams._write_state``).
-
-    ``table.data`` is the store (``faust.stores.memory.Store``, checked with faust-streaming
-    0.15.3); its ``_key_partition`` is what Faust consults after a rebalance to drop the keys
-    of partitions this worker no longer owns, so it is kept as changelog recovery keeps it.
-    """
-    store = table.data
-    if raw is None:
-        store.data.pop(key, None)
-        store._key_partition.pop(key, None)
-    else:
-        store.data[key] = raw
-        store._key_partition[key] = partition
+    replace_commit_rule(consumer, new_offset, refuse_gap)

@@ -36,6 +36,7 @@ from aiokafka.protocol.types import (
     TaggedFields,
 )
 
+from streams.kafka_internals import send_admin_request
 from streams.settings import Settings
 
 #: Kafka's SCRAM mechanism code for SCRAM-SHA-512, and the iteration count it requires at least.
@@ -237,7 +238,7 @@ class SecurityAdmin:
 
     async def _send(self, request: Request[Any]) -> Any:
         try:
-            return await self._admin._send_request(request)
+            return await send_admin_request(self._admin, request)
         except KafkaError as exc:
             raise SecurityAdminError(f"{type(request).__name__} failed: {exc!r}") from exc
 

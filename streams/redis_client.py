@@ -23,12 +23,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class RedisUnavailable(Exception):
-    """Redis did not answer; the caller must wait, not decide."""
-
-    retriable = True
-
-
 def connect_redis(settings: Settings) -> aioredis.Redis:
     return aioredis.Redis.from_url(
         settings.redis_url, socket_timeout=5, socket_connect_timeout=3, decode_responses=False

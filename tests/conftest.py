@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -44,11 +43,6 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(services: Services) -> str:
-    return services.kafka_bootstrap
-
-
-@pytest.fixture(scope="session")
 def kafka_sasl_bootstrap(services: Services) -> str:
     """The broker's SASL_PLAINTEXT (SCRAM-SHA-512, ACL-checked) listener; skip if it has none."""
     if not services.kafka_sasl_bootstrap:
@@ -78,11 +72,6 @@ def client_cert(kafka_tls: Services, tmp_path: Path) -> Callable[[str], tuple[Pa
         return folder / f"{name}.pem", folder / f"{name}.key"
 
     return issue
-
-
-@pytest.fixture(scope="session")
-def redis_url(services: Services) -> str:
-    return services.redis_url
 
 
 @pytest.fixture(scope="session")
@@ -171,15 +160,3 @@ def worker_factory(settings: Settings, tmp_path: Path) -> Iterator[Callable[...,
     for worker in started:
         worker.stop()
 
-
-def wait_for(predicate: Callable[[], object], *, timeout: float, what: str,
-             interval: float = 0.25) -> object:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)

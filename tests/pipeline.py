@@ -16,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from services import REPO, settings_env
 
+from streams.kafka_internals import cluster_topics, topic_partitions
 from streams.lender.ground_truth import TruthBuilder
 from streams.lender.publisher import LenderPublisher
 from streams.lender.sim_types import ItemKind, SimItem
@@ -32,8 +33,7 @@ async def group_lag(settings: Settings) -> dict[str, int]:
     await admin.start()
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()
-        names = consumer._client.cluster.topics()
+        names = await cluster_topics(consumer)
         loans_topics = [n for n in names if re.match(topics.loans_pattern, n)]
         stream_topics = [n for n in names if n == topics.validated]
         consent_topics = [n for n in names if re.match(topics.consent_pattern, n)]
@@ -47,7 +47,7 @@ async def group_lag(settings: Settings) -> dict[str, int]:
                                       consent_topics),
                                      ("sink", f"{settings.registry_app_id}-sink", sink_topics)):
             tps = [TopicPartition(t, p) for t in wanted
-                   for p in sorted(consumer._client.cluster.partitions_for_topic(t) or ())]
+                   for p in sorted(consumer.partitions_for_topic(t) or ())]
             if not tps:  # nothing to judge yet: not drained
                 out[stage] = -1
                 continue
@@ -65,7 +65,8 @@ async def group_lag(settings: Settings) -> dict[str, int]:
 
 async def wait_drained(settings: Settings, *, timeout: float, stable_for: float = 3.0,
                        worker: Any = None) -> float:
-    """Wait until both stages have nothing left to consume, for ``stable_for`` seconds."""
+    """Wait until every stage of :func:`group_lag` (intake, stream, consent, sink) has nothing
+    left to consume, for ``stable_for`` seconds."""
     started = time.monotonic()
     deadline = started + timeout
     clear_since: float | None = None
@@ -111,10 +112,8 @@ async def read_to_end(settings: Settings, topic_filter: Callable[[str], bool],
     consumer = AIOKafkaConsumer(**settings.kafka_client_options(), enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()
-        names = [n for n in consumer._client.cluster.topics() if topic_filter(n)]
-        tps = [TopicPartition(t, p) for t in names
-               for p in consumer._client.cluster.partitions_for_topic(t) or ()]
+        names = [n for n in await consumer.topics() if topic_filter(n)]
+        tps = await topic_partitions(consumer, names)
         if not tps:
             return
         consumer.assign(tps)

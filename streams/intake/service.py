@@ -40,6 +40,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from schemas.codec import REJECTION, codec_for
+from schemas.reasons import RejectReason
 from schemas.records import Rejection
 from streams.intake.consent_gate import ConsentGate
 from streams.intake.validate import Incoming, Validator
@@ -58,7 +59,7 @@ def count_rejections(rejections: list[Rejection]) -> None:
     """Count rejections in ``/metrics`` (and lender mismatches as security events)."""
     for rej in rejections:
         METRICS.events_rejected.inc(rej.lender_id, rej.reason.value)
-        if rej.reason.value == "LENDER_MISMATCH":
+        if rej.reason is RejectReason.LENDER_MISMATCH:
             METRICS.security_lender_mismatch.inc(rej.lender_id)
 
 

@@ -83,31 +83,11 @@ class GroundTruth:
             "published": self.published,
         }
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> GroundTruth:
-        return cls(
-            params=data["params"],
-            now_ms=data["now_ms"],
-            lenders=list(data["lenders"]),
-            borrowers={
-                bid: BorrowerTruth(b["profile"], list(b["lenders_consented"]))
-                for bid, b in data["borrowers"].items()
-            },
-            admitted=[AdmittedEvent(*row) for row in data["admitted"]],
-            rejections={lid: dict(r) for lid, r in data["rejections"].items()},
-            published=dict(data["published"]),
-        )
-
     def write(self, path: Path) -> None:
         """Write atomically (a reader never sees half a file)."""
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(self.to_json(), separators=(",", ":")))
         tmp.replace(path)
-
-
-def load_truth(path: Path | str) -> GroundTruth:
-    """Read a truth file written by ``registry simulate --truth FILE``."""
-    return GroundTruth.from_json(json.loads(Path(path).read_text()))
 
 
 @dataclass

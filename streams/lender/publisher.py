@@ -31,10 +31,11 @@ Costs: every acknowledgement waits for replication (a few ms per batch), and one
 request per broker is in flight. Throughput comes from batching (large batches, compression)
 and from not awaiting each send; back-pressure: a send waits while its partition already has a
 full batch queued in the producer, and once ``publisher_max_in_flight`` records are
-unacknowledged, a send waits until half of them are. Measured (2-core VM shared with the broker,
-bench/publisher_throughput.py, 200k events, lz4): publish_event 42-48k events/s with one send()
-per record, 80-99k with own batches (CPU per event 21-23 -> 10-12 µs; aiokafka's lz4 is
-LZ4-HC level 9 at about 3.5 µs per event of that, zstd about 0.5 µs).
+unacknowledged, a send waits until half of them are. Own batches about halved the publisher's
+CPU per event against one send() per record (bench/publisher_throughput.py, 200k events, lz4,
+2-core VM shared with the broker; aiokafka's lz4 is LZ4-HC level 9 at about 3.5 µs per event,
+zstd about 0.5 µs). Its events/s are not quoted here: the quoted benchmark run
+(bench/results/latest.*) does not include the publisher alone.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ from streams.settings import Settings
 
 #: Bytes per partition batch (before compression). With the publisher's own batching, 32 KB to
 #: 1 MB measured alike on a local broker (bench/publisher_throughput.py --batch-kb); batches
-#: rarely fill anyway: at ~100k events/s over 6 partitions, linger_ms ends most of them first.
+#: rarely fill anyway: over 6 partitions, linger_ms ends most of them first.
 MAX_BATCH_BYTES = 64 * 1024
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 #: Remembered key hashes (one per active borrower) before the memo starts over.

@@ -33,6 +33,7 @@ from pipeline import PUBLISH_CHUNK as CHUNK
 from pipeline import dump_clickhouse, group_lag, publish_items, wait_drained
 from services import docker_available, local_cluster
 
+from streams.kafka_internals import topic_partitions
 from streams.lender.ground_truth import TruthBuilder
 from streams.lender.scenario import build_scenario
 from streams.lender.sim_types import ItemKind, SimItem, SimulationParams
@@ -78,10 +79,9 @@ async def _busiest_loans_partition(settings: Settings) -> tuple[TopicPartition, 
     consumer = AIOKafkaConsumer(**settings.kafka_client_options())
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(t, p) for t in consumer._client.cluster.topics()
-               if t.startswith(settings.kafka_namespace) and t.endswith(".loans")
-               for p in consumer._client.cluster.partitions_for_topic(t) or ()]
+        tps = await topic_partitions(consumer, [
+            t for t in await consumer.topics()
+            if t.startswith(settings.kafka_namespace) and t.endswith(".loans")])
         ends = await consumer.end_offsets(tps)
     finally:
         await consumer.stop()

@@ -15,12 +15,13 @@ import random
 import re
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from faults import assert_matches_oracle
 from pipeline import dump_clickhouse, publish_consents_first, wait_drained
 
 from schemas.codec import HEADER_SIZE, LOAN_EVENT, MAGIC, REJECTION, codec_for
 from schemas.reasons import RejectReason
+from streams.kafka_internals import topic_partitions
 from streams.lender.ground_truth import TruthBuilder
 from streams.lender.publisher import LenderPublisher
 from streams.lender.scenario import build_scenario
@@ -51,9 +52,7 @@ async def _read_rejections(settings: Settings, topics: list[str]) -> list[dict]:
     codec = codec_for(REJECTION)
     out = []
     try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(t, p) for t in topics
-               for p in consumer.partitions_for_topic(t) or ()]
+        tps = await topic_partitions(consumer, topics)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)

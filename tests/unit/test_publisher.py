@@ -20,6 +20,7 @@ from schemas.codec import LOAN_EVENT, codec_for
 from schemas.fast_encode import encode_loan_event
 from schemas.national_id import generate
 from schemas.records import EventType, LoanEvent
+from streams.kafka_internals import batch_bytes
 from streams.lender.publisher import LenderPublisher, PublishError, murmur2, partition_for_key
 from streams.settings import Settings
 
@@ -127,7 +128,7 @@ class FakeProducer:
         """(partition, key, value) of every handed-over record, in hand-over order."""
         out = []
         for _, partition, builder, _ in self.batches:
-            for record in DefaultRecordBatch(bytes(builder._build())):
+            for record in DefaultRecordBatch(batch_bytes(builder)):
                 out.append((partition, record.key, record.value))
         return out
 
