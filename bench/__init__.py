@@ -22,13 +22,6 @@ RESULTS = REPO / "bench" / "results"
 QUIX_PYTHON = REPO / ".venv" / "bench-quix" / "bin" / "python"
 
 
-def use_test_helpers() -> None:
-    """Make ``tests/services.py`` and ``tests/pipeline.py`` importable (they import each other
-    as top-level modules, the way pytest's rootdir-relative imports see them)."""
-    tests = str(REPO / "tests")
-    if tests not in sys.path:
-        sys.path.insert(0, tests)
-
 
 def run_json(args: list[str], *, env: dict[str, str] | None = None, timeout: float,
              python: str | None = None) -> dict[str, Any]:

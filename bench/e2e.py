@@ -3,7 +3,7 @@
 The events are published BEFORE the worker starts, so the worker runs flat out. Every 0.5 s
 the consumer-group lag of bulk intake (lender topics), the stream agent (``registry.validated``),
 consent and sink
-groups is sampled (``tests/pipeline.group_lag``). The sustained rate is the number of lender
+groups is sampled (``tests.support.pipeline.group_lag``). The sustained rate is the number of lender
 records divided by the time from the first sample showing progress to the first sample where
 every group is at lag 0: at that moment every admitted event is in ClickHouse (the sink
 commits offsets only after ClickHouse acknowledged the insert).
@@ -25,14 +25,12 @@ import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from bench import REPO, profile, use_test_helpers
+from bench import REPO, profile
 from streams.kafka_internals import topic_partitions
 from streams.lender.simulator import SimulationParams, run_simulation
 from streams.settings import Settings
-
-use_test_helpers()
-from pipeline import group_lag  # noqa: E402
-from services import settings_env  # noqa: E402
+from tests.support.pipeline import group_lag
+from tests.support.services import settings_env
 
 LEDGER_COUNT = """
 import json

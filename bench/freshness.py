@@ -34,7 +34,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from bench import percentiles, use_test_helpers
+from bench import percentiles
 from bench.e2e import loans_topic_names
 from schemas.codec import LOAN_EVENT, codec_for
 from schemas.fast_encode import encode_loan_event
@@ -44,9 +44,7 @@ from streams.lender import population
 from streams.lender.publisher import LenderPublisher
 from streams.settings import Settings
 from streams.topics_admin import ensure_lender_topics
-
-use_test_helpers()
-from pipeline import wait_drained  # noqa: E402
+from tests.support.pipeline import wait_drained
 
 ACTIVITY_BATCH = "registry.internal.ActivityBatch"
 LENDERS, BORROWERS = 5, 2000

@@ -1,6 +1,6 @@
 """``make bench``: the whole benchmark suite on the local real stack (< 15 min; --quick ~3).
 
-Order: start a KRaft broker + Redis on free ports (``tests/services.local_services``) ->
+Order: start a KRaft broker + Redis on free ports (``tests.support.services.local_services``) ->
 publish the backlog twice (two namespaces, same events) -> 1 worker drains namespace A
 (py-spy profiles it) -> freshness against that worker (pre-encoded replay at 1,000 events/s
 and at half its measured rate) -> 2 workers drain namespace B -> floors and light peers
@@ -34,12 +34,9 @@ from bench import (
     query,
     report,
     run_json,
-    use_test_helpers,
 )
 from streams.settings import Settings
-
-use_test_helpers()
-from services import free_port, local_services, settings_env  # noqa: E402
+from tests.support.services import free_port, local_services, settings_env
 
 
 def deployment(bootstrap: str, redis_url: str, name: str, workdir: Path) -> Settings:

@@ -15,7 +15,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from services import (
+
+from consumers.clickhouse.client import ClickHouse, connect
+from consumers.clickhouse.migrations import apply_migrations
+from streams.settings import Settings
+from tests.support.services import (
     REPO,
     Services,
     container_services,
@@ -24,10 +28,6 @@ from services import (
     local_services,
     settings_env,
 )
-
-from consumers.clickhouse.client import ClickHouse, connect
-from consumers.clickhouse.migrations import apply_migrations
-from streams.settings import Settings
 
 ARTIFACTS = REPO / "tests" / "artifacts"
 

@@ -4,7 +4,7 @@ One Python dict, :data:`OPENAPI`, describes every route of :func:`consumers.api.
 request bodies, answers with their JSON schemas (JSON Schema 2020-12, as OpenAPI 3.1 uses it),
 error codes and bearer authentication. ``tests/unit/test_openapi.py`` checks it with
 ``openapi-spec-validator`` and that every registered route is described; the integration tests
-validate the real answers of every route against it (``tests/openapi_check.py``), so the
+validate the real answers of every route against it (``tests/support/openapi_check.py``), so the
 document cannot drift from the code.
 
 Errors are ``{"error": CODE, "detail": "..."}`` (``detail`` where a route gives one). Each error

@@ -1,7 +1,7 @@
 """Broker restart mid-stream: the worker rides it out in-process, nothing lost, nothing twice.
 
-The test gets a broker (and Redis) of its own from ``tests/services.local_services`` in its own
-folder, so restarting it disturbs no other test. The first part of a seeded history is
+The test gets a broker (and Redis) of its own from ``tests.support.services.local_services``
+in its own folder, so restarting it disturbs no other test. The first part of a seeded history is
 published, a worker starts on it, and once the stream has committed some of it the broker is
 stopped cleanly (``infra/kafka/kafka.sh stop``) and started again on the same port and log
 folder. The rest of the history is then published through NEW lender publishers (the old ones
@@ -18,16 +18,16 @@ import subprocess
 import time
 
 import pytest
-from faults import assert_matches_oracle, committed_offsets
-from pipeline import PUBLISH_CHUNK as CHUNK
-from pipeline import dump_clickhouse, group_lag, publish_items, wait_drained
-from services import REPO, docker_available, local_services
 
 from streams.lender.ground_truth import TruthBuilder
 from streams.lender.scenario import build_scenario
 from streams.lender.sim_types import ItemKind, SimItem, SimulationParams
 from streams.settings import Settings
 from streams.topics_admin import ensure_lender_topics
+from tests.support.faults import assert_matches_oracle, committed_offsets
+from tests.support.pipeline import PUBLISH_CHUNK as CHUNK
+from tests.support.pipeline import dump_clickhouse, group_lag, publish_items, wait_drained
+from tests.support.services import REPO, docker_available, local_services
 
 pytestmark = pytest.mark.integration
 

@@ -26,13 +26,13 @@ import re
 import time
 
 import pytest
-from faults import assert_matches_oracle, committed_offsets, group_status
-from pipeline import dump_clickhouse, group_lag, wait_drained
 
 from streams.lender.population import lenders
 from streams.lender.simulator import SimulationParams, run_simulation
 from streams.settings import Settings
 from streams.topics_admin import ensure_lender_topics
+from tests.support.faults import assert_matches_oracle, committed_offsets, group_status
+from tests.support.pipeline import dump_clickhouse, group_lag, wait_drained
 
 pytestmark = pytest.mark.integration
 

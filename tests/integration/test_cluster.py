@@ -1,8 +1,8 @@
 """A broker crash on a three-node cluster: nothing lost, nothing twice, replicas whole again.
 
 The test gets a three-node KRaft cluster of its own (``infra/kafka/cluster.sh`` through
-``tests/services.local_cluster``: three combined broker+controller JVMs, static quorum of three
-voters). A seeded simulator history with duplicates, late and malformed events and refused
+``tests.support.services.local_cluster``: three combined broker+controller JVMs, static quorum
+of three voters). A seeded simulator history with duplicates, late and malformed events and refused
 consent is published in two halves:
 
 1. the first half goes in before the worker starts (every topic created with three replicas);
@@ -28,10 +28,6 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-from faults import assert_matches_oracle
-from pipeline import PUBLISH_CHUNK as CHUNK
-from pipeline import dump_clickhouse, group_lag, publish_items, wait_drained
-from services import docker_available, local_cluster
 
 from streams.kafka_internals import topic_partitions
 from streams.lender.ground_truth import TruthBuilder
@@ -39,6 +35,10 @@ from streams.lender.scenario import build_scenario
 from streams.lender.sim_types import ItemKind, SimItem, SimulationParams
 from streams.settings import Settings
 from streams.topics_admin import ensure_lender_topics
+from tests.support.faults import assert_matches_oracle
+from tests.support.pipeline import PUBLISH_CHUNK as CHUNK
+from tests.support.pipeline import dump_clickhouse, group_lag, publish_items, wait_drained
+from tests.support.services import docker_available, local_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -23,11 +23,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from openapi_check import checked
-from services import REPO
 
 from streams.lender.simulator import SimulationParams, run_simulation
 from streams.settings import Settings
+from tests.support.openapi_check import checked
+from tests.support.services import REPO
 
 pytestmark = pytest.mark.integration
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 import redis
-from oracle import pseudonym
-from pipeline import dump_clickhouse, wait_drained
-from services import REPO, settings_env
 
 from streams.lender.simulator import SimulationParams, run_simulation
 from streams.settings import Settings
+from tests.support.oracle import pseudonym
+from tests.support.pipeline import dump_clickhouse, wait_drained
+from tests.support.services import REPO, settings_env
 
 pytestmark = pytest.mark.integration
 

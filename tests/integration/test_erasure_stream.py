@@ -22,14 +22,14 @@ import uuid
 from typing import Any
 
 import pytest
-from oracle import pseudonym
-from pipeline import read_to_end, wait_drained
 
 from schemas import national_id
 from schemas.records import ConsentAction, ConsentRecord, EventType, LoanEvent
 from streams.lender.publisher import LenderPublisher
 from streams.settings import Settings
 from streams.topics_admin import ensure_lender_topics
+from tests.support.oracle import pseudonym
+from tests.support.pipeline import read_to_end, wait_drained
 
 pytestmark = pytest.mark.integration
 

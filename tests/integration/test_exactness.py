@@ -6,11 +6,11 @@ hourly activity equals the independently computed ground truth exactly."""
 from __future__ import annotations
 
 import pytest
-from oracle import expected_buckets
-from pipeline import dump_clickhouse, wait_drained
 
 from streams.lender.simulator import SimulationParams, run_simulation
 from streams.settings import Settings
+from tests.support.oracle import expected_buckets
+from tests.support.pipeline import dump_clickhouse, wait_drained
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,6 @@ import time
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from pipeline import dump_clickhouse, wait_drained
 
 from schemas import national_id
 from schemas.codec import LOAN_EVENT, codec_for
@@ -21,6 +20,7 @@ from schemas.records import ConsentAction, ConsentRecord, EventType, LoanEvent
 from streams.lender.publisher import LenderPublisher
 from streams.settings import Settings
 from streams.topics_admin import ensure_lender_topics
+from tests.support.pipeline import dump_clickhouse, wait_drained
 
 pytestmark = pytest.mark.integration
 

@@ -15,11 +15,11 @@ import random
 from typing import Any
 
 import pytest
-from oracle import expected_buckets
-from pipeline import dump_clickhouse, group_lag, wait_drained
 
 from streams.lender.simulator import SimulationParams, run_simulation
 from streams.settings import Settings
+from tests.support.oracle import expected_buckets
+from tests.support.pipeline import dump_clickhouse, group_lag, wait_drained
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

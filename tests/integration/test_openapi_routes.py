@@ -4,7 +4,7 @@ The app of :func:`consumers.api.server.build_app` runs on the suite's Redis, Kaf
 monitor) and ClickHouse. Erasure is called with every answer it can give here (200, 400 both
 codes, 401, 503 with Redis gone: a Redis URL whose port nobody listens on), the operations
 routes with theirs (``/api/v1/lag`` 200 and 400, ``/metrics``, ``/lag``, static files 200 and
-404, the document itself). Each answer goes through ``tests/openapi_check.py``. Frequency's
+404, the document itself). Each answer goes through ``tests/support/openapi_check.py``. Frequency's
 answers are checked in ``test_risk_api.py`` and a live worker's lag in
 ``test_dashboard_browser.py``; every other registered route must have been checked here.
 """
@@ -18,9 +18,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from openapi_check import SEEN, checked, path_template
 from pydantic import SecretStr
-from services import free_port
 
 from consumers.api.openapi import OPENAPI
 from consumers.api.server import build_app
@@ -29,6 +27,8 @@ from consumers.lag.monitor import LagMonitor
 from schemas.national_id import generate
 from streams.settings import Settings
 from streams.topics_admin import ensure_registry_topics
+from tests.support.openapi_check import SEEN, checked, path_template
+from tests.support.services import free_port
 
 pytestmark = pytest.mark.integration
 

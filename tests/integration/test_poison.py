@@ -16,8 +16,6 @@ import re
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from faults import assert_matches_oracle
-from pipeline import dump_clickhouse, publish_consents_first, wait_drained
 
 from schemas.codec import HEADER_SIZE, LOAN_EVENT, MAGIC, REJECTION, codec_for
 from schemas.reasons import RejectReason
@@ -28,6 +26,8 @@ from streams.lender.scenario import build_scenario
 from streams.lender.sim_types import ItemKind, SimulationParams
 from streams.settings import Settings
 from streams.topics_admin import ensure_lender_topics
+from tests.support.faults import assert_matches_oracle
+from tests.support.pipeline import dump_clickhouse, publish_consents_first, wait_drained
 
 pytestmark = pytest.mark.integration
 

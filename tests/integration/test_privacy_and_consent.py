@@ -15,14 +15,14 @@ import time
 
 import pytest
 import redis.asyncio as aioredis
-from oracle import pseudonym
-from pipeline import dump_clickhouse, topics_containing, wait_drained
 
 from schemas import national_id
 from schemas.records import ConsentAction, ConsentRecord, EventType, LoanEvent
 from streams.lender.publisher import LenderPublisher
 from streams.settings import Settings
 from streams.topics_admin import ensure_lender_topics
+from tests.support.oracle import pseudonym
+from tests.support.pipeline import dump_clickhouse, topics_containing, wait_drained
 
 pytestmark = pytest.mark.integration
 

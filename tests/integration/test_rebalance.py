@@ -14,11 +14,11 @@ import asyncio
 import time
 
 import pytest
-from faults import assert_matches_oracle, committed_offsets
-from pipeline import dump_clickhouse, wait_drained
 
 from streams.lender.simulator import SimulationParams, run_simulation
 from streams.settings import Settings
+from tests.support.faults import assert_matches_oracle, committed_offsets
+from tests.support.pipeline import dump_clickhouse, wait_drained
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

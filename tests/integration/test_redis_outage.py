@@ -23,12 +23,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from faults import assert_matches_oracle, committed_offsets
-from pipeline import dump_clickhouse, wait_drained
-from services import REPO, free_port
 
 from streams.lender.simulator import SimulationParams, run_simulation
 from streams.settings import Settings
+from tests.support.faults import assert_matches_oracle, committed_offsets
+from tests.support.pipeline import dump_clickhouse, wait_drained
+from tests.support.services import REPO, free_port
 
 pytestmark = pytest.mark.integration
 

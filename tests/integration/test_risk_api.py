@@ -4,7 +4,7 @@ Two borrowers with known national ids: one drawing about once a month, one ten t
 Their daily rows go into ``borrower_daily``; the answers must give back exactly what was
 inserted, every query must leave exactly one ``inquiries`` row, and tokens of two institutions
 must both be counted in ``inquiring_institutions``. Every answer (200, 400, 401) is checked
-against the OpenAPI document (``tests/openapi_check.py``).
+against the OpenAPI document (``tests/support/openapi_check.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from openapi_check import checked
 
 from consumers.api.server import build_app
 from consumers.clickhouse.client import ClickHouse, connect
@@ -28,6 +27,7 @@ from streams.calendar import local_today
 from streams.pseudonym import Pseudonymiser
 from streams.runtime.metrics import METRICS
 from streams.settings import Settings
+from tests.support.openapi_check import checked
 
 pytestmark = pytest.mark.integration
 

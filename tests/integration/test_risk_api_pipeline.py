@@ -22,14 +22,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from pipeline import wait_drained
-from services import REPO, settings_env
 
 from streams.lender.ground_truth import AdmittedEvent, GroundTruth
 from streams.lender.scenario import build_scenario
 from streams.lender.sim_types import ItemKind, SimulationParams
 from streams.lender.simulator import run_simulation
 from streams.settings import Settings
+from tests.support.pipeline import wait_drained
+from tests.support.services import REPO, settings_env
 
 pytestmark = pytest.mark.integration
 

@@ -26,8 +26,6 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
-from pipeline import dump_clickhouse, wait_drained
-from services import REPO, settings_env
 
 from schemas import national_id
 from schemas.codec import LOAN_EVENT, codec_for
@@ -36,6 +34,8 @@ from streams.lender.publisher import LenderPublisher
 from streams.lender_admin import add_lender, init_worker
 from streams.settings import Settings
 from streams.topics_admin import ensure_lender_topics
+from tests.support.pipeline import dump_clickhouse, wait_drained
+from tests.support.services import REPO, settings_env
 
 pytestmark = pytest.mark.integration
 

@@ -23,15 +23,15 @@ import urllib.request
 from collections import Counter
 
 import pytest
-from faults import _expected, _stored
-from oracle import expected_buckets
-from pipeline import dump_clickhouse, wait_drained
 
 from consumers.sink import REDACTED
 from streams.lender.population import lenders
 from streams.lender.simulator import SimulationParams, run_simulation
 from streams.settings import Settings
 from streams.topics_admin import ensure_lender_topics
+from tests.support.faults import _expected, _stored
+from tests.support.oracle import expected_buckets
+from tests.support.pipeline import dump_clickhouse, wait_drained
 
 pytestmark = pytest.mark.integration
 

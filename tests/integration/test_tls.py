@@ -25,14 +25,14 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
-from pipeline import dump_clickhouse, wait_drained
-from services import Services
 
 from schemas import national_id
 from schemas.records import ConsentAction, ConsentRecord, EventType, LoanEvent
 from streams.lender.publisher import LenderPublisher
 from streams.lender_admin import add_lender, init_worker
 from streams.settings import Settings
+from tests.support.pipeline import dump_clickhouse, wait_drained
+from tests.support.services import Services
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import yaml
-from promql import dashboard_exprs, exposed_names, metric_names
 
 from streams.runtime.metrics import Metrics
+from tests.support.promql import dashboard_exprs, exposed_names, metric_names
 
 REPO = Path(__file__).resolve().parents[2]
 GRAFANA = REPO / "infra" / "grafana"

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from openapi_check import check_response
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from openapi_spec_validator.versions import consts, get_spec_version
 
@@ -17,6 +16,7 @@ from consumers.api.openapi import OPENAPI, OPENAPI_PATH
 from consumers.api.server import build_app
 from consumers.lag.monitor import LagMonitor
 from streams.settings import Settings
+from tests.support.openapi_check import check_response
 
 #: Described ahead of its handler (another change adds it); allowed to be missing from the app.
 PENDING = {("POST", "/api/v1/subject-report")}

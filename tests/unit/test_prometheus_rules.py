@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from promql import exposed_names, metric_names, rule_exprs
 
 from streams.runtime.metrics import Metrics
+from tests.support.promql import exposed_names, metric_names, rule_exprs
 
 REPO = Path(__file__).resolve().parents[2]
 PROM = REPO / "infra" / "prometheus"

@@ -14,13 +14,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-from services import REPO, settings_env
 
 from streams.kafka_internals import cluster_topics, topic_partitions
 from streams.lender.ground_truth import TruthBuilder
 from streams.lender.publisher import LenderPublisher
 from streams.lender.sim_types import ItemKind, SimItem
 from streams.settings import Settings
+from tests.support.services import REPO, settings_env
 
 
 async def group_lag(settings: Settings) -> dict[str, int]:
@@ -98,7 +98,8 @@ async def wait_drained(settings: Settings, *, timeout: float, stable_for: float 
 def dump_clickhouse(settings: Settings, *find: str) -> dict[str, Any]:
     """The registry's tables as JSON; with ``find``: which tables contain each string."""
     args = ["--find", *find] if find else []
-    done = subprocess.run([sys.executable, str(REPO / "tests" / "chdb_dump.py"), *args],
+    script = REPO / "tests" / "support" / "chdb_dump.py"
+    done = subprocess.run([sys.executable, str(script), *args],
                           env=settings_env(settings), cwd=REPO, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

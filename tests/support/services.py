@@ -15,7 +15,7 @@ from pathlib import Path
 
 from streams.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)

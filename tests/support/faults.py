@@ -12,9 +12,9 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-from oracle import expected_buckets
 
 from streams.settings import Settings
+from tests.support.oracle import expected_buckets
 
 BUCKET_FIELDS = ("draws", "draw_amount_minor", "repayments", "repaid_amount_minor", "defaults",
                  "lenders")
