@@ -1,5 +1,6 @@
 """The import contracts of ``pyproject.toml`` hold (issue 18): ``schemas`` imports nothing of
-ours, and ``streams`` imports ``consumers`` only in its composition modules.
+ours, ``streams`` imports ``consumers`` only in its composition modules, and the product imports
+neither ``tests`` (nor its ``tests.support`` helpers) nor ``bench``.
 
 ``make lint`` runs the same ``lint-imports``; this test makes ``make test`` (and so CI) fail
 too when a new import breaks a contract.
