@@ -35,9 +35,10 @@ test: setup ## the whole test suite against real services started by the suite
 test-unit: $(STAMP) ## fast tests without services
 	$(PY) -m pytest -q tests/unit
 
-lint: $(STAMP) ## ruff, then the import contracts of pyproject.toml (lint-imports)
+lint: $(STAMP) ## ruff, the import contracts (lint-imports), then the type check (mypy) of pyproject.toml
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
+	$(PY) -m mypy
 
 bench: setup ## benchmark suite on the local stack -> bench/results/<ts>.{json,md} (BENCH_ARGS=--quick)
 	$(PY) -m pip install -q -e ".[embedded,dev,bench]"

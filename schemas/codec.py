@@ -43,7 +43,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import to_parsing_canonical_form
@@ -118,7 +118,7 @@ def rabin64(data: bytes) -> int:
     return fp
 
 
-def fingerprint(schema_json: Mapping[str, Any] | str | list[Any]) -> bytes:
+def fingerprint(schema_json: dict[str, Any] | str | list[Any]) -> bytes:
     """The 8-byte little-endian CRC-64-AVRO fingerprint of a schema's Parsing Canonical Form."""
     canonical = to_parsing_canonical_form(schema_json)
     return rabin64(canonical.encode()).to_bytes(8, "little")
@@ -168,7 +168,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _make_version(schema_json: dict[str, Any], version: int, source: str) -> SchemaVersion:
     try:
-        parsed = parse_schema(schema_json, {})  # a fresh named-type space per version
+        # a fresh named-type space per version; a named (dict) schema parses to a dict
+        parsed = cast("dict[str, Any]", parse_schema(schema_json, {}))
         fp = fingerprint(schema_json)
     except Exception as exc:  # fastavro raises several types for a bad schema
         raise CodecError(f"invalid Avro schema in {source}: {exc}") from exc
@@ -224,6 +225,7 @@ class Codec:
         if len(data) < HEADER_SIZE or data[:2] != MAGIC:
             raise MalformedRecordError(f"not an Avro single-object record of {self.name}")
         fp = data[2:HEADER_SIZE]
+        writer: dict[str, Any] | None
         if fp == self.fingerprint:
             writer, reader = self._parsed, None
         else:
@@ -243,7 +245,8 @@ class Codec:
             ) from exc
         if buf.tell() != len(data):
             raise MalformedRecordError(f"trailing bytes after a {self.name} record")
-        return record  # type: ignore[no-any-return]
+        # fastavro types the result as any Avro value; a record schema reads into a dict
+        return record  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         return f"Codec({self.name!r}, fingerprint={self.fingerprint.hex()})"

@@ -73,6 +73,8 @@ class DedupStore:
         if not items:
             return []
         keys = [self._key(lender_id, event_id) for lender_id, event_id, _, _ in items]
-        args = [self._ttl_s, *(f"{partition}:{offset}" for _, _, partition, offset in items)]
+        args: list[int | str] = [
+            self._ttl_s, *(f"{partition}:{offset}" for _, _, partition, offset in items)
+        ]
         codes = await self._script(keys=keys, args=args)
         return [_SEEN[int(code)] for code in codes]

@@ -145,7 +145,8 @@ class CreateAclsRequest(Request[CreateAclsStruct]):
     API_KEY = 30
 
     def __init__(self, acls: Iterable[Acl]) -> None:
-        self._creations = [
+        # (resource type, name, pattern, principal, host, operation, permission, tagged fields)
+        self._creations: list[tuple[int, str, int, str, str, int, int, dict[str, Any]]] = [
             (int(a.resource_type), a.resource_name, int(a.pattern), a.principal, "*",
              int(a.operation), 3, {})  # permission 3 = ALLOW
             for a in acls
@@ -221,7 +222,7 @@ class SecurityAdmin:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._admin = AIOKafkaAdminClient(**settings.kafka_client_options())  # type: ignore[arg-type]
+        self._admin = AIOKafkaAdminClient(**settings.kafka_client_options())
 
     async def __aenter__(self) -> SecurityAdmin:
         try:

@@ -149,7 +149,7 @@ def faust_table_kwargs(plan: ReplicationPlan) -> dict[str, Any]:
 
 
 async def _start_admin(settings: Settings) -> AIOKafkaAdminClient:
-    admin = AIOKafkaAdminClient(**settings.kafka_client_options())  # type: ignore[arg-type]
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
     try:
         await admin.start()
     except KafkaConnectionError as exc:

@@ -76,7 +76,8 @@ class StreamSide(Service):
             streams.consent_store, streams.barrier, on_wait=streams.mark_wait))
         self.consent = ConsentConsumer(settings, streams.consent_ingest)
         self._meta: AIOKafkaConsumer | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        # not ``_tasks``: mode.Service keeps its registry of @Service.task methods under that name
+        self._loops: list[asyncio.Task[None]] = []
 
     async def on_first_start(self) -> None:
         await ensure_registry_topics(self.settings)
@@ -84,7 +85,7 @@ class StreamSide(Service):
                                       enable_auto_commit=False)
         await self._meta.start()
         await self.streams.prepare(self._meta)
-        self._tasks = [asyncio.ensure_future(self._guard("intake", self.intake.run())),
+        self._loops = [asyncio.ensure_future(self._guard("intake", self.intake.run())),
                        asyncio.ensure_future(self._guard("consent", self.consent.run()))]
 
     async def _guard(self, name: str, loop: Any) -> None:
@@ -95,13 +96,13 @@ class StreamSide(Service):
             raise
         except Exception:
             log.exception("the %s loop failed: stopping the worker", name)
-            self._crashed = True
+            # stop the worker the way an operator would; the restart replays what was not committed
             os.kill(os.getpid(), signal.SIGTERM)
 
     async def on_stop(self) -> None:
         self.intake.stop()
         self.consent.stop()
-        for task in self._tasks:
+        for task in self._loops:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 15)
         if self._meta is not None:

@@ -30,6 +30,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from aiohttp import web
@@ -172,7 +173,8 @@ def _error_html(body: dict[str, Any]) -> str:
             "</code>)</p><p><a href=\"/subject-report\">Back</a></p>")
 
 
-def _table(headers: list[str], rows: list[list[Any]], numeric: set[int] = frozenset()) -> str:
+def _table(headers: list[str], rows: list[list[Any]],
+           numeric: AbstractSet[int] = frozenset()) -> str:
     if not rows:
         return "<p class=\"muted\">None.</p>"
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)

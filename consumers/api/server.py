@@ -9,6 +9,8 @@ folder); against a ClickHouse server it can run standalone (``registry api``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from consumers.api.erasure_routes import add_erasure_routes
@@ -23,7 +25,7 @@ from streams.settings import Settings
 
 
 def build_app(settings: Settings, ch: ClickHouse, monitor: LagMonitor,
-              as_of_ms: object = None) -> web.Application:
+              as_of_ms: Callable[[], int | None] | None = None) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     add_ops_routes(app, monitor=monitor, metrics=METRICS, as_of_ms=as_of_ms)
     add_frequency_routes(app, settings=settings, ch=ch, as_of_ms=as_of_ms)

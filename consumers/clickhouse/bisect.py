@@ -30,7 +30,8 @@ Insert = Callable[[Sequence[Sequence[Any]], str], None]
 class Refusal(NamedTuple):
     """Row ``index`` of the batch, refused on its own with ``error``."""
 
-    index: int
+    # the field shadows tuple.index() on purpose: callers read ``.index`` and unpack the pair
+    index: int  # type: ignore[assignment]
     error: ClickHouseDataRefused
 
 

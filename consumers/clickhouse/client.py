@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
@@ -63,8 +63,10 @@ class ClickHouse:
         """Rows of ``sql``; ``settings``: per-query ClickHouse settings (``max_threads``...)."""
         with self._lock:
             try:
-                return self._client.query(sql, parameters=parameters,
+                rows = self._client.query(sql, parameters=parameters,
                                           settings=settings).result_rows
+                # clickhouse-connect builds a list of tuples; it annotates a wider Sequence
+                return cast("list[tuple]", rows)
             except Exception as exc:
                 raise classify(exc) from exc
 

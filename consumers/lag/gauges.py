@@ -28,12 +28,12 @@ def publish_metrics(metrics: Metrics, snapshot: LagSnapshot, owns: Callable[[str
         for status in LagStatus:
             m.consumer_status.set(1.0 if status is group.status else 0.0, group.group, status)
     for gauge in (m.consumer_lag_messages, m.consumer_lag_seconds):
-        for labels in gauge.series():
-            if labels not in live_partitions and owns(labels[0]):
-                gauge.remove(*labels)
-    for labels in m.consumer_status.series():
-        if labels[0] not in snapshot.groups and owns(labels[0]):
-            m.consumer_status.remove(*labels)
+        for series in gauge.series():
+            if series not in live_partitions and owns(series[0]):
+                gauge.remove(*series)
+    for series in m.consumer_status.series():
+        if series[0] not in snapshot.groups and owns(series[0]):
+            m.consumer_status.remove(*series)
     for lender, seconds in snapshot.freshness.items():
         if seconds is None:
             m.lender_freshness_seconds.remove(lender)
