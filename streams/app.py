@@ -77,6 +77,9 @@ from streams.topics_admin import (
 log = logging.getLogger(__name__)
 
 LIVENESS_INTERVAL_S = 5.0
+#: records of ``registry.validated`` per agent iteration, and how long to wait for them
+TAKE_RECORDS = 50
+TAKE_WITHIN_S = 0.01
 STALL_RESTART_S = 20.0
 ACTIVITY_BATCH = "registry.internal.ActivityBatch"
 
@@ -219,11 +222,11 @@ class RegistryStreams:
                                 codec.encode(rej.to_avro()), rej.source_partition)
         count_rejections(decided.rejections)
 
-    async def _erase(self, partition: int, offset: int, command: dict[str, Any]) -> None:
-        """Delete a borrower's state (tombstone) and forward the erasure to the sink."""
+    async def _erase(self, sent: list[Any], partition: int, command: dict[str, Any]) -> None:
+        """Delete a borrower's state (tombstone) and forward the erasure to the sink; returns
+        once everything in ``sent`` (this command's sends included) is acknowledged."""
         key = command["borrower"].encode()
         self.state_cache.forget(key)
-        sent: list[Any] = []
         if self.table.get(key) is not None:
             await self._write_state(sent, key, None, partition)
         erase = {"borrower": command["borrower"], "request_id": command["request_id"],
@@ -235,18 +238,19 @@ class RegistryStreams:
         log.info("erasure %s: stream state of partition %d deleted", command["request_id"],
                  partition)
 
-    async def _process(self, msg: Any) -> None:
+    async def _process(self, msg: Any, sent: list[Any]) -> None:
         """One batch record of ``registry.validated``: an erasure command, or events to decide
         (de-duplication, consent), aggregate, and send on (activity, alerts, rejections), each
-        touched borrower's state written once. Raises on any failure (see the agent)."""
+        touched borrower's state written once. The delivery futures of the sends join
+        ``sent``; the caller awaits them before the record is acknowledged. Raises on any
+        failure (see the agent)."""
         table, codec, cache = self.table, self._state_codec, self.state_cache
         activity, alerts_topic = self.topics.activity, self.topics.alerts
         record = self._validated_codec.decode(msg.value)
         if record["erase"] is not None:
-            await self._erase(msg.partition, msg.offset, record["erase"])
+            await self._erase(sent, msg.partition, record["erase"])
             return
         decided = await self.admission.decide(record["events"])
-        sent: list[Any] = []
         await self._send_rejections(sent, decided)
         for lender, n in decided.admitted_by_lender.items():
             METRICS.events_admitted.inc(lender, amount=n)
@@ -270,7 +274,6 @@ class RegistryStreams:
                 key, raw = borrower.encode(), codec.dump(state)
                 await self._write_state(sent, key, raw, msg.partition)
                 cache.store(key, raw, state)
-        await asyncio.gather(*sent)
 
     # --- agents -------------------------------------------------------------------------
     def _define_agents(self) -> None:
@@ -278,19 +281,27 @@ class RegistryStreams:
 
         @app.agent(self.validated, name="borrowers")
         async def borrowers_agent(stream: Any) -> None:
-            async for event in stream.events():
+            # Several records per iteration, their outputs awaited once: one broker round
+            # trip (acks=all) per record made the agent fall behind a live 1,000 events/s
+            # (records of ~30 events each). Faust acks the records after the iteration.
+            async for events in stream.take_events(TAKE_RECORDS, within=TAKE_WITHIN_S):
+                sent: list[Any] = []
+                message = None
                 try:
-                    await self._process(event.message)
+                    for event in events:
+                        message = event.message
+                        await self._process(message, sent)
+                    await asyncio.gather(*sent)
                 except asyncio.CancelledError:
                     raise
                 except BaseException:
-                    # Faust would restart the agent and go on with the NEXT record, leaving
-                    # this one half applied (states of some borrowers written, others not).
-                    # Die instead, before the record is acked: the restart replays it, and
-                    # every step recognises what already landed (as after a SIGKILL).
-                    log.exception("the borrowers agent failed on %s[%d]@%d: exiting so that "
-                                  "the record is replayed", event.message.topic,
-                                  event.message.partition, event.message.offset)
+                    # Faust would restart the agent and go on with the NEXT records, leaving
+                    # these half applied (states of some borrowers written, others not).
+                    # Die instead, before the records are acked: the restart replays them,
+                    # and every step recognises what already landed (as after a SIGKILL).
+                    log.exception("the borrowers agent failed at %s: exiting so that the "
+                                  "records are replayed", None if message is None else
+                                  f"{message.topic}[{message.partition}]@{message.offset}")
                     logging.shutdown()
                     os._exit(70)
 
