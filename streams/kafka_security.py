@@ -36,6 +36,7 @@ from aiokafka.protocol.types import (
     TaggedFields,
 )
 
+from schemas.errors import RegistryError
 from streams.kafka_internals import send_admin_request
 from streams.settings import Settings
 
@@ -46,12 +47,16 @@ SCRAM_ITERATIONS = 8192
 _SECURITY_DISABLED = 54
 
 
-class SecurityAdminError(RuntimeError):
+class SecurityAdminError(RegistryError, RuntimeError):
     """Credentials or ACLs could not be created."""
+
+    retriable = False
 
 
 class AuthorizerMissing(SecurityAdminError):
     """The broker has no authorizer configured, so ACLs cannot be stored."""
+
+    retriable = False
 
 
 class ResourceType(IntEnum):

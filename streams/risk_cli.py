@@ -24,6 +24,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from schemas.errors import RegistryError
 from streams.cli_base import ExitCode, SubCommand, fail
 
 if TYPE_CHECKING:
@@ -61,7 +62,8 @@ def _add_url(parser: argparse.ArgumentParser, *, token: bool = False) -> None:
     parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
 
 
-class _Unreachable(Exception):
+class _Unreachable(RegistryError):
+    retriable = True
     pass
 
 

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.errors import RegistryError
 from schemas.topics import TopicNames
 
 if TYPE_CHECKING:
@@ -39,8 +40,10 @@ LOCAL_DEV_PSEUDONYM_KEY = "local-development-key-not-for-production"
 LOCAL_DEV_INSTITUTION, LOCAL_DEV_TOKEN = "local", "local-dev-token"
 
 
-class SettingsError(ValueError):
+class SettingsError(RegistryError, ValueError):
     """A configuration that the registry refuses to run with."""
+
+    retriable = False
 
 
 class Scope(StrEnum):

@@ -39,6 +39,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
+from schemas.errors import RegistryError
 from schemas.topics import check_lender_id
 from streams.settings import Settings
 
@@ -51,20 +52,28 @@ _MIN_INSYNC_REPLICATED = 2
 _HOUR_MS = 3_600_000
 
 
-class TopicAdminError(RuntimeError):
+class TopicAdminError(RegistryError, RuntimeError):
     """Topics could not be created or confirmed."""
+
+    retriable = False
 
 
 class BrokerUnavailable(TopicAdminError):
     """No broker answered at the configured bootstrap address."""
 
+    retriable = True
+
 
 class TopicsNotReady(TopicAdminError):
     """Topics were requested but did not appear in the metadata before the deadline."""
 
+    retriable = True
+
 
 class ReplicationRefused(TopicAdminError):
     """The configured replication would lose data on a broker loss, or cannot be created."""
+
+    retriable = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.errors import RegistryError
 from schemas.national_id import normalise
 
 #: Bounds of ``window_days`` (the same as :mod:`consumers.risk.frequency`'s).
@@ -43,8 +44,10 @@ class BadRequest(enum.StrEnum):
     INVALID_PURPOSE = "invalid_purpose"
 
 
-class BodyError(Exception):
+class BodyError(RegistryError):
     """The body is refused: ``code`` (a :class:`BadRequest`) and a ``detail`` without any id."""
+
+    retriable = False
 
     def __init__(self, code: BadRequest, detail: str) -> None:
         super().__init__(detail)

@@ -40,6 +40,7 @@ from consumers.clickhouse.client import ClickHouse
 from consumers.clickhouse.errors import ClickHouseError
 from consumers.risk.inquiries import record_inquiry
 from consumers.risk.subject_report import SUBJECT_ACCESS_PURPOSE, subject_report
+from schemas.errors import RegistryError
 from schemas.national_id import normalise
 from schemas.records import format_timestamp
 from streams.pseudonym import Pseudonymiser
@@ -55,7 +56,8 @@ _PAGE_HEADERS = {
 }
 
 
-class _Refused(Exception):
+class _Refused(RegistryError):
+    retriable = False
     def __init__(self, status: int, code: str, detail: str = "") -> None:
         super().__init__(code)
         self.status, self.code, self.detail = status, code, detail

@@ -29,6 +29,8 @@ import struct
 
 from clickhouse_connect.driver import exceptions as driver
 
+from schemas.errors import RegistryError
+
 #: Outages: retrying later may work.
 OUTAGE_CODES: dict[int, str] = {
     3: "UNEXPECTED_END_OF_FILE", 32: "ATTEMPT_TO_READ_AFTER_EOF", 159: "TIMEOUT_EXCEEDED",
@@ -75,7 +77,7 @@ _TOO_MANY_PARTITIONS = "partitions for single insert block"
 _ENCODING_ERRORS = (ValueError, TypeError, OverflowError, struct.error)
 
 
-class ClickHouseError(Exception):
+class ClickHouseError(RegistryError):
     """Base of ClickHouse failures seen by the registry; ``code``/``name`` are the server's."""
 
     retriable: bool = False

@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from schemas.errors import RegistryError
+
 if TYPE_CHECKING:
     from consumers.lag.status import PartitionLag
 
@@ -43,8 +45,10 @@ COLUMNS: tuple[str, ...] = (
 InsertFn = Callable[[str, list[tuple], list[str]], None]
 
 
-class LagHistoryError(RuntimeError):
+class LagHistoryError(RegistryError, RuntimeError):
     """Writing lag history failed; the rows stay buffered for the next attempt."""
+
+    retriable = True
 
 
 def to_row(p: PartitionLag) -> tuple:

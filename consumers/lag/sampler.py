@@ -48,13 +48,16 @@ from consumers.lag.status import (
     partition_lag,
     worst,
 )
+from schemas.errors import RegistryError
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class LagMonitorError(RuntimeError):
+class LagMonitorError(RegistryError, RuntimeError):
     """One sample could not be taken (broker unreachable, request failed or timed out)."""
+
+    retriable = True
 
 
 class LagSampler:

@@ -55,6 +55,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from schemas.codec import CONSENT_RECORD, codec_for
+from schemas.errors import RegistryError
 from schemas.fast_encode import encode_loan_event
 from schemas.records import ConsentRecord, LoanEvent
 from schemas.topics import check_lender_id
@@ -111,24 +112,34 @@ def partition_for_key(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-class PublisherError(RuntimeError):
+class PublisherError(RegistryError, RuntimeError):
     """Base of the publisher's errors."""
+
+    retriable = False
 
 
 class UnsafePublisherSettings(PublisherError):
     """The publisher was asked to run without acks=all or without idempotence."""
 
+    retriable = False
+
 
 class WrongLender(PublisherError):
     """A record names another lender than the one this publisher publishes as."""
+
+    retriable = False
 
 
 class PublisherUnavailable(PublisherError):
     """The producer could not connect to any broker."""
 
+    retriable = True
+
 
 class PublishError(PublisherError):
     """A record was not acknowledged by the broker."""
+
+    retriable = True
 
     def __init__(self, message: str, *, topic: str | None = None) -> None:
         super().__init__(message)

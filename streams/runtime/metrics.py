@@ -40,6 +40,8 @@ import prometheus_client as prom
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder
 
+from schemas.errors import RegistryError
+
 log = logging.getLogger(__name__)
 
 #: Content type of :meth:`Registry.render` (Prometheus text format 0.0.4).
@@ -62,8 +64,10 @@ _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
-class MetricsError(ValueError):
+class MetricsError(RegistryError, ValueError):
     """A metric used against its declaration (wrong label count, bad name or buckets)."""
+
+    retriable = False
 
 
 class _Metric:
