@@ -36,7 +36,7 @@ from aiokafka.protocol.types import (
     TaggedFields,
 )
 
-from streams.kafka_internals import send_admin_request
+from streams.kafka.internals import send_admin_request
 from streams.settings import Settings
 
 #: Kafka's SCRAM mechanism code for SCRAM-SHA-512, and the iteration count it requires at least.
