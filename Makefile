@@ -25,7 +25,7 @@ setup: $(STAMP) ## install everything missing: venv + pip, redis-server, Kafka j
 	infra/prometheus/promtool.sh install
 
 run: setup ## start Kafka, Redis, the worker (+API, dashboard) and a lender simulator; Ctrl-C stops all
-	$(PY) -m streams.local_stack
+	$(PY) -m streams.cli.local_stack
 
 test: setup ## the whole test suite against real services started by the suite
 	@$(PY) -m pytest -q -p no:cacheprovider; status=$$?; \

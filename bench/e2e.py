@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from bench import REPO, profile
-from streams.kafka_internals import topic_partitions
+from streams.kafka.internals import topic_partitions
 from streams.lender.simulator import SimulationParams, run_simulation
 from streams.settings import Settings
 from tests.support.pipeline import group_lag

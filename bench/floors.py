@@ -102,7 +102,7 @@ def faust_light(bootstrap: str, topics: list[str], n: int) -> None:
 
     import faust
 
-    from streams.faust_internals import set_producer_buffer_limit
+    from streams.kafka.faust_internals import set_producer_buffer_limit
 
     partitions = asyncio.run(_partition_count(bootstrap, topics[0]))
     app = faust.App(
@@ -148,7 +148,7 @@ def faust_light(bootstrap: str, topics: list[str], n: int) -> None:
 async def aiokafka_floor(bootstrap: str, topics: list[str], n: int) -> None:
     from aiokafka import AIOKafkaConsumer
 
-    from streams.kafka_internals import topic_partitions
+    from streams.kafka.internals import topic_partitions
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest",

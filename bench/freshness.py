@@ -39,11 +39,11 @@ from bench.e2e import loans_topic_names
 from schemas.codec import LOAN_EVENT, codec_for
 from schemas.fast_encode import encode_loan_event
 from schemas.records import ConsentAction, ConsentRecord, EventType, LoanEvent
-from streams.kafka_internals import topic_partitions
+from streams.kafka.internals import topic_partitions
+from streams.kafka.topics import ensure_lender_topics
 from streams.lender import population
 from streams.lender.publisher import LenderPublisher
 from streams.settings import Settings
-from streams.topics_admin import ensure_lender_topics
 from tests.support.pipeline import wait_drained
 
 ACTIVITY_BATCH = "registry.internal.ActivityBatch"

@@ -17,10 +17,10 @@ import time
 import psutil
 
 from bench import emit
+from schemas.calendar import HOUR_MS, Calendar
+from schemas.pseudonym import partition_of
 from streams.aggregation import Aggregator, StateCodec
 from streams.buckets import BucketPolicy
-from streams.calendar import HOUR_MS, Calendar
-from streams.pseudonym import partition_of
 from streams.settings import Settings
 
 BATCH = 2000

@@ -28,9 +28,9 @@ import uuid
 from schemas.codec import LOAN_EVENT, codec_for
 from schemas.national_id import generate
 from schemas.records import EventType, LoanEvent
+from streams.kafka.topics import ensure_lender_topics
 from streams.lender.publisher import MAX_BATCH_BYTES, LenderPublisher
 from streams.settings import Settings
-from streams.topics_admin import ensure_lender_topics
 
 LENDER = "bench-lender"
 

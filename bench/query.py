@@ -73,9 +73,9 @@ def serve(folder: Path, borrowers: int, days: int, port: int, ids_out: Path,
     from consumers.clickhouse.client import connect
     from consumers.clickhouse.migrations import apply_migrations
     from consumers.lag.monitor import LagMonitor
+    from schemas.calendar import local_today
     from schemas.national_id import generate
-    from streams.calendar import local_today
-    from streams.pseudonym import Pseudonymiser
+    from schemas.pseudonym import Pseudonymiser
 
     settings = Settings(registry_data_dir=folder, clickhouse_url="",
                         clickhouse_database="bench", api_port=port, api_host="127.0.0.1")

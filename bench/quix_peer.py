@@ -8,13 +8,13 @@ What it does, per lender message (Quix Streams 3.x calls user code once per mess
 
 1. decode with our codec (:mod:`schemas.codec`), size check, validate with the registry's
    rules (:func:`schemas.validation.check_loan_record`), bind the lender to the topic, HMAC
-   pseudonym (:class:`streams.pseudonym.Pseudonymiser`, the same key as the registry's
+   pseudonym (:class:`schemas.pseudonym.Pseudonymiser`, the same key as the registry's
    deployment); a bad message becomes a rejection row;
 2. repartition by pseudonym: one topic of the peer's own, keyed by pseudonym, JSON values
    (``to_topic``; see the comment in :func:`full_peer` for why not ``group_by``);
 3. on the borrower's partition: de-duplication of (lender, event_id) and the consent check
    at ``occurred_at``, in ONE Redis round trip per event (a pipeline of the registry's own
-   scripts, :data:`streams.dedup._CHECK_AND_MARK` and :data:`streams.consent_store._IN_FORCE`,
+   scripts, :data:`streams.dedup._CHECK_AND_MARK` and :data:`streams.consent.store._IN_FORCE`,
    with the registry's key layout). The registry calls them once per batch record; the Quix
    DataFrame has no batch operator, and buffering events outside its offset tracking would
    break at-least-once, so per event is what a Quix pipeline does;
@@ -23,7 +23,7 @@ What it does, per lender message (Quix Streams 3.x calls user code once per mess
    grace, reducing draws, amounts, repayments, defaults, lenders and the last draw time
    (RocksDB state + changelog topics); ``.current()`` emits the bucket after each event;
 5. ClickHouse through clickhouse-connect on embedded chDB (its own folder, the registry's
-   migrations, the registry's row functions :mod:`consumers.rows`): ledger rows, daily and
+   migrations, the registry's row functions :mod:`consumers.sink.rows`): ledger rows, daily and
    hourly bucket rows (the newest version per bucket and flush) and rejection rows, in Quix
    ``BatchingSink`` s, which Quix flushes before it commits the offsets of a checkpoint.
 
@@ -55,10 +55,10 @@ from zoneinfo import ZoneInfo
 
 from bench import emit
 from schemas.codec import LOAN_EVENT, codec_for
+from schemas.pseudonym import Pseudonymiser
 from schemas.records import REGISTRY_CURRENCY
 from schemas.topics import TopicNames
 from schemas.validation import ValidationError, ValidationLimits, check_loan_record
-from streams.pseudonym import Pseudonymiser
 
 GRACE_HOURS = 72  # the registry's default ``GRACE_HOURS``
 HOURLY_GRACE_HOURS = 48  # the registry's default ``HOURLY_STATE_HOURS``
@@ -131,14 +131,14 @@ def full_peer(args: argparse.Namespace) -> None:
     from quixstreams.models.serializers import Deserializer
     from quixstreams.sinks import BatchingSink, SinkBatch
 
-    from consumers.rows import (
+    from consumers.sink.rows import (
         TABLE_COLUMNS,
         daily_row,
         hourly_row,
         ledger_row,
         rejection_row,
     )
-    from streams.consent_store import _IN_FORCE
+    from streams.consent.store import _IN_FORCE
     from streams.dedup import _CHECK_AND_MARK, DedupStore
 
     names = TopicNames(args.namespace)

@@ -7,7 +7,7 @@ the stream agent) -> dedup + consent (one Redis script call per batch against th
 of ``REDIS_URL``, in batches of ``BATCH`` as the stream agent does) -> aggregate
 (``Aggregator.process``)
 -> state dump (the Faust table value) -> activity encode/decode -> sink rows
-(``consumers.rows``) -> one chDB insert of 20k ledger rows into a scratch database.
+(``consumers.sink.rows``) -> one chDB insert of 20k ledger rows into a scratch database.
 """
 
 from __future__ import annotations
@@ -24,18 +24,18 @@ from typing import Any
 from bench import emit
 from consumers.clickhouse.client import connect
 from consumers.clickhouse.migrations import apply_migrations
-from consumers.rows import TABLE_COLUMNS, daily_row, hourly_row, ledger_row
+from consumers.sink.rows import TABLE_COLUMNS, daily_row, hourly_row, ledger_row
+from schemas.calendar import HOUR_MS, Calendar
 from schemas.codec import LOAN_EVENT, codec_for
+from schemas.pseudonym import Pseudonymiser, partition_of
 from schemas.validation import ValidationLimits, check_loan_record
 from streams.aggregation import Aggregator, StateCodec
 from streams.buckets import BucketPolicy
-from streams.calendar import HOUR_MS, Calendar
-from streams.consent_store import ConsentStore
+from streams.consent.store import ConsentStore
 from streams.dedup import DedupStore
 from streams.lender.scenario import generate_sequence
 from streams.lender.sim_types import ItemKind, SimulationParams
-from streams.pseudonym import Pseudonymiser, partition_of
-from streams.redis_client import connect_redis
+from streams.runtime.redis_client import connect_redis
 from streams.settings import Settings
 
 EVENTS = 20_000
@@ -155,7 +155,7 @@ def main() -> None:
         lambda: [act_codec.encode(out) for out in outputs], n)
     us["activity hop (decode, sink)"], act_records = timed(
         lambda: [act_codec.decode(b) for b in act], n)
-    us["sink rows (consumers.rows)"], rows = timed(
+    us["sink rows (consumers.sink.rows)"], rows = timed(
         lambda: [("ledger", ledger_row(r)) for rec in act_records for r in rec["ledger"]]
         + [("daily", daily_row(r)) if r["daily"] else ("hourly", hourly_row(r))
            for rec in act_records for r in rec["buckets"]], n)

@@ -26,7 +26,7 @@ from schemas.reasons import RejectReason
 from schemas.records import Rejection
 from streams.dedup import DedupStore, Seen
 from streams.intake.validate import rejection
-from streams.redis_client import until_redis_answers
+from streams.runtime.redis_client import until_redis_answers
 
 
 @dataclass(slots=True)

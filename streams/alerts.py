@@ -50,8 +50,8 @@ from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any
 
+from schemas.calendar import HOUR_MS
 from streams.buckets import DRAW, BorrowerState, RecentDraw
-from streams.calendar import HOUR_MS
 
 ALERT_SCHEMA = "registry.internal.VelocityAlert"
 DRAWS_24H = "draws_24h"

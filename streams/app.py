@@ -42,37 +42,37 @@ from typing import Any
 
 import faust
 
+from schemas.calendar import HOUR_MS, Calendar
 from schemas.codec import REJECTION, codec_for
+from schemas.pseudonym import Pseudonymiser
 from schemas.validation import ValidationLimits
 from streams.admission import Admission
 from streams.aggregation import Aggregator, StateCodec, activity_record
 from streams.alerts import ALERT_SCHEMA, AlertRules
 from streams.buckets import BucketPolicy
-from streams.calendar import HOUR_MS, Calendar
-from streams.consent import ConsentIngest
-from streams.consent_barrier import ConsentBarrier
-from streams.consent_store import ConsentStore
+from streams.consent.barrier import ConsentBarrier
+from streams.consent.ingest import ConsentIngest
+from streams.consent.store import ConsentStore
 from streams.dedup import DedupStore
-from streams.faust_commits import commit_only_processed
-from streams.faust_internals import (
+from streams.intake.service import VALIDATED_BATCH, count_rejections
+from streams.intake.validate import Validator
+from streams.kafka.faust_commits import commit_only_processed
+from streams.kafka.faust_internals import (
     committed_offset,
     consumer_state,
     set_producer_buffer_limit,
     table_store_set,
 )
-from streams.intake.service import VALIDATED_BATCH, count_rejections
-from streams.intake.validate import Validator
-from streams.pseudonym import Pseudonymiser
-from streams.redis_client import connect_redis
-from streams.runtime.metrics import METRICS
-from streams.settings import Settings
-from streams.state_cache import StateCache
-from streams.topics_admin import (
+from streams.kafka.topics import (
     STATE_TABLE,
     ReplicationPlan,
     faust_app_kwargs,
     faust_table_kwargs,
 )
+from streams.runtime.metrics import METRICS
+from streams.runtime.redis_client import connect_redis
+from streams.settings import Settings
+from streams.state_cache import StateCache
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from hashlib import blake2b
 from typing import Any
 
+from schemas.calendar import HOUR_MS, Calendar
 from schemas.records import REGISTRY_CURRENCY
-from streams.calendar import HOUR_MS, Calendar
 
 DRAW, REPAYMENT, DEFAULT = "draw", "repayment", "default"
 

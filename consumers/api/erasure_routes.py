@@ -53,9 +53,9 @@ from consumers.clickhouse.client import ClickHouse
 from consumers.clickhouse.erasure import erasure_status
 from consumers.clickhouse.errors import ClickHouseError
 from schemas.codec import codec_for
-from streams.consent_store import ConsentStore
-from streams.pseudonym import Pseudonymiser, partition_of
-from streams.redis_client import connect_redis
+from schemas.pseudonym import Pseudonymiser, partition_of
+from streams.consent.store import ConsentStore
+from streams.runtime.redis_client import connect_redis
 from streams.settings import Scope, Settings
 
 log = logging.getLogger(__name__)

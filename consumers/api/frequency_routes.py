@@ -46,8 +46,8 @@ from consumers.clickhouse.errors import ClickHouseError
 from consumers.risk.batcher import FrequencyBatcher
 from consumers.risk.frequency import Ask
 from consumers.risk.inquiries import Inquiry
-from streams.calendar import local_today
-from streams.pseudonym import Pseudonymiser
+from schemas.calendar import local_today
+from schemas.pseudonym import Pseudonymiser
 from streams.runtime.metrics import METRICS
 from streams.settings import Scope, Settings
 

@@ -42,8 +42,8 @@ from consumers.risk.inquiries import record_inquiry
 from consumers.risk.subject_report import SUBJECT_ACCESS_PURPOSE, subject_report
 from schemas.errors import RegistryError
 from schemas.national_id import normalise
+from schemas.pseudonym import Pseudonymiser
 from schemas.records import format_timestamp
-from streams.pseudonym import Pseudonymiser
 from streams.settings import Scope, Settings
 
 log = logging.getLogger(__name__)

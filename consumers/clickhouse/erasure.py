@@ -1,6 +1,6 @@
 """Deleting one borrower from every ClickHouse table, with an anonymous audit row.
 
-Called by the sink when an erasure reaches it in partition order (see :mod:`consumers.sink`
+Called by the sink when an erasure reaches it in partition order (see :mod:`consumers.sink.loop`
 and :mod:`streams.app`), so every row of the borrower stored before the request is deleted
 and nothing stored after it is. What one call does, in this order:
 

@@ -10,7 +10,7 @@
 * ``consents`` — per lender (ordered by lender id), the whole consent history as applied
   (``consent_audit FINAL``: one row per source record, ordered by effective time, grant before
   revoke at equal times, then by arrival) and ``in_force``: whether consent is in force at
-  ``now_ms`` by the rule of :mod:`streams.consent_store` — the latest change effective at or
+  ``now_ms`` by the rule of :mod:`streams.consent.store` — the latest change effective at or
   before ``now_ms`` decides, a revoke wins a tie, no such change means not in force;
 * ``inquiries`` — every inquiry about the borrower (institution, time, purpose, window, request
   id), oldest first; the caller records the report's own inquiry first, so it is listed;
@@ -69,7 +69,7 @@ def erasure_hash(borrower: str) -> str:
 
 
 def consent_in_force(changes: list[tuple[int, str]], now_ms: int) -> bool:
-    """``changes`` = ``(effective_ms, action)``; the rule of :mod:`streams.consent_store`."""
+    """``changes`` = ``(effective_ms, action)``; the rule of :mod:`streams.consent.store`."""
     applicable = [(at, action == "revoke") for at, action in changes if at <= now_ms]
     if not applicable:
         return False

@@ -5,5 +5,6 @@ Owns: reading ``lenders.<L>.loans`` with one aiokafka consumer per worker (group
 pseudonymisation (:mod:`streams.intake.validate`), dead letters for what fails, and the
 batch records on ``registry.validated`` that the stream agent works on
 (:mod:`streams.intake.service`). May import ``schemas`` and ``streams`` base modules
-(settings, pseudonym, :mod:`streams.runtime`); nothing of ``consumers``.
+(settings, :mod:`streams.runtime`, :mod:`streams.kafka`, :mod:`streams.consent`); nothing of
+``consumers``.
 """

@@ -4,7 +4,7 @@ The registry promises that data of a borrower without consent in force at the ev
 stored nowhere, internal topics included (the privacy test scans every topic for the
 pseudonym). So bulk intake checks consent BEFORE it writes ``registry.validated``: after the
 consent barrier (every consent record appended before the loan event is applied,
-:mod:`streams.consent_barrier`), one Redis script call per bulk read asks whether consent was
+:mod:`streams.consent.barrier`), one Redis script call per bulk read asks whether consent was
 in force at each event's ``occurred_at`` (:meth:`ConsentStore.in_force`). An event without it
 is REDACTED in place: borrower, loan, amount, currency and product are blanked and
 ``consented`` is false; it still travels, on its borrower's partition, so that the stream
@@ -20,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from streams.consent_barrier import ConsentBarrier
-from streams.consent_store import ConsentStore
+from streams.consent.barrier import ConsentBarrier
+from streams.consent.store import ConsentStore
 from streams.intake.validate import IntakeResult
-from streams.redis_client import until_redis_answers
+from streams.runtime.redis_client import until_redis_answers
 
 
 def redact(ev: dict[str, Any]) -> None:

@@ -44,7 +44,7 @@ from schemas.reasons import RejectReason
 from schemas.records import Rejection
 from streams.intake.consent_gate import ConsentGate
 from streams.intake.validate import Incoming, Validator
-from streams.read_commit import commit_read, read_again
+from streams.kafka.read_commit import commit_read, read_again
 from streams.runtime.metrics import METRICS
 from streams.settings import Settings
 

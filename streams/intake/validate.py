@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.codec import LOAN_EVENT, CodecError, codec_for
+from schemas.pseudonym import Pseudonymiser, partition_of
 from schemas.reasons import RejectReason
 from schemas.records import Rejection
 from schemas.topics import TopicNames
 from schemas.validation import ValidationError, ValidationLimits, check_loan_record
-from streams.pseudonym import Pseudonymiser, partition_of
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ Reading the bytes (:func:`read_line`, a pure function):
   ``MALFORMED``; a line that is not one JSON object is ``MALFORMED``; then the fields are
   checked by :func:`schemas.validation.parse_loan_json`.
 
-Exit status (:class:`streams.cli_base.ExitCode`): 0 every line published; 65 at least one bad
+Exit status (:class:`streams.cli.base.ExitCode`): 0 every line published; 65 at least one bad
 line (the good ones are published) or an invalid consent; 64 usage error (bad lender id or
 encoding); 66 unreadable file; 69 broker unreachable; 75 the broker did not acknowledge
 everything (some lines may be missing; re-run the file: the registry de-duplicates by event id).
@@ -47,8 +47,8 @@ from schemas.validation import (
     parse_consent_json,
     parse_loan_json,
 )
-from streams.cli_base import ExitCode, fail, lender_problem
-from streams.cli_base import SubCommand as SubCommand  # re-exported for older imports
+from streams.cli.base import ExitCode, fail, lender_problem
+from streams.cli.base import SubCommand as SubCommand  # re-exported for older imports
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -168,7 +168,7 @@ async def publish_jsonl(
     """Read each line with :func:`read_line`; publish the good, report every bad one on
     ``errors``; flush (wait for every acknowledgement) at the end. ``bar`` (optional) counts
     lines and shows the rejections so far."""
-    from streams.progress import write
+    from streams.runtime.progress import write
 
     lender_id = publisher.lender_id
     published = rejected = lineno = 0
@@ -254,9 +254,9 @@ def _run_publish(args: argparse.Namespace) -> int:
 
 
 async def _publish(settings: Settings, lender_id: str, source: BinaryIO, encoding: str) -> int:
+    from streams.kafka.topics import BrokerUnavailable, TopicAdminError, ensure_lender_topics
     from streams.lender.publisher import LenderPublisher, PublishError, PublisherUnavailable
-    from streams.progress import is_terminal, progress_bar
-    from streams.topics_admin import BrokerUnavailable, TopicAdminError, ensure_lender_topics
+    from streams.runtime.progress import is_terminal, progress_bar
 
     try:
         await ensure_lender_topics(settings, lender_id)
@@ -343,8 +343,8 @@ def _run_consent(args: argparse.Namespace) -> int:
 
 
 async def _consent(settings: Settings, record: Any) -> int:
+    from streams.kafka.topics import BrokerUnavailable, TopicAdminError, ensure_lender_topics
     from streams.lender.publisher import LenderPublisher, PublishError, PublisherUnavailable
-    from streams.topics_admin import BrokerUnavailable, TopicAdminError, ensure_lender_topics
 
     try:
         await ensure_lender_topics(settings, record.lender_id)

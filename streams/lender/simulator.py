@@ -22,14 +22,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streams.cli_base import ExitCode, ascii_float, ascii_int, fail
+from streams.cli.base import ExitCode, ascii_float, ascii_int, fail
+from streams.kafka.topics import BrokerUnavailable, TopicAdminError, ensure_lender_topics
 from streams.lender.ground_truth import TruthBuilder
 from streams.lender.publisher import LenderPublisher, PublisherError, PublishError
 from streams.lender.scenario import build_scenario, live_items
 from streams.lender.sim_types import ItemKind, SimItem, SimulationParams, SimulationResult
-from streams.progress import progress_bar
+from streams.runtime.progress import progress_bar
 from streams.settings import Settings, get_settings
-from streams.topics_admin import BrokerUnavailable, TopicAdminError, ensure_lender_topics
 
 if TYPE_CHECKING:
     from tqdm import tqdm

@@ -19,11 +19,11 @@ import time
 
 import pytest
 
+from streams.kafka.topics import ensure_lender_topics
 from streams.lender.ground_truth import TruthBuilder
 from streams.lender.scenario import build_scenario
 from streams.lender.sim_types import ItemKind, SimItem, SimulationParams
 from streams.settings import Settings
-from streams.topics_admin import ensure_lender_topics
 from tests.support.faults import assert_matches_oracle, committed_offsets
 from tests.support.pipeline import PUBLISH_CHUNK as CHUNK
 from tests.support.pipeline import dump_clickhouse, group_lag, publish_items, wait_drained

@@ -27,10 +27,10 @@ import time
 
 import pytest
 
+from streams.kafka.topics import ensure_lender_topics
 from streams.lender.population import lenders
 from streams.lender.simulator import SimulationParams, run_simulation
 from streams.settings import Settings
-from streams.topics_admin import ensure_lender_topics
 from tests.support.faults import assert_matches_oracle, committed_offsets, group_status
 from tests.support.pipeline import dump_clickhouse, group_lag, wait_drained
 

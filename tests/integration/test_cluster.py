@@ -29,12 +29,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from streams.kafka_internals import topic_partitions
+from streams.kafka.internals import topic_partitions
+from streams.kafka.topics import ensure_lender_topics
 from streams.lender.ground_truth import TruthBuilder
 from streams.lender.scenario import build_scenario
 from streams.lender.sim_types import ItemKind, SimItem, SimulationParams
 from streams.settings import Settings
-from streams.topics_admin import ensure_lender_topics
 from tests.support.faults import assert_matches_oracle
 from tests.support.pipeline import PUBLISH_CHUNK as CHUNK
 from tests.support.pipeline import dump_clickhouse, group_lag, publish_items, wait_drained

@@ -25,9 +25,9 @@ import pytest
 
 from schemas import national_id
 from schemas.records import ConsentAction, ConsentRecord, EventType, LoanEvent
+from streams.kafka.topics import ensure_lender_topics
 from streams.lender.publisher import LenderPublisher
 from streams.settings import Settings
-from streams.topics_admin import ensure_lender_topics
 from tests.support.oracle import pseudonym
 from tests.support.pipeline import read_to_end, wait_drained
 

@@ -17,9 +17,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from schemas import national_id
 from schemas.codec import LOAN_EVENT, codec_for
 from schemas.records import ConsentAction, ConsentRecord, EventType, LoanEvent
+from streams.kafka.topics import ensure_lender_topics
 from streams.lender.publisher import LenderPublisher
 from streams.settings import Settings
-from streams.topics_admin import ensure_lender_topics
 from tests.support.pipeline import dump_clickhouse, wait_drained
 
 pytestmark = pytest.mark.integration

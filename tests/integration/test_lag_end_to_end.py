@@ -19,10 +19,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from streams.kafka.topics import ensure_lender_topics
 from streams.lender.population import lenders
 from streams.lender.simulator import SimulationParams, run_simulation
 from streams.settings import Settings
-from streams.topics_admin import ensure_lender_topics
 
 pytestmark = pytest.mark.integration
 

@@ -24,10 +24,10 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.kafka.topics import ensure_lender_topics
 from streams.lender.population import lenders
 from streams.lender.simulator import SimulationParams, run_simulation
 from streams.settings import Settings
-from streams.topics_admin import ensure_lender_topics
 from tests.support.promql import dashboard_exprs, exposed_names, metric_names, rule_exprs
 
 pytestmark = pytest.mark.integration

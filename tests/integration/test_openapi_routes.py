@@ -25,8 +25,8 @@ from consumers.api.server import build_app
 from consumers.clickhouse.client import ClickHouse
 from consumers.lag.monitor import LagMonitor
 from schemas.national_id import generate
+from streams.kafka.topics import ensure_registry_topics
 from streams.settings import Settings
-from streams.topics_admin import ensure_registry_topics
 from tests.support.openapi_check import SEEN, checked, path_template
 from tests.support.services import free_port
 

@@ -19,13 +19,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas.codec import HEADER_SIZE, LOAN_EVENT, MAGIC, REJECTION, codec_for
 from schemas.reasons import RejectReason
-from streams.kafka_internals import topic_partitions
+from streams.kafka.internals import topic_partitions
+from streams.kafka.topics import ensure_lender_topics
 from streams.lender.ground_truth import TruthBuilder
 from streams.lender.publisher import LenderPublisher
 from streams.lender.scenario import build_scenario
 from streams.lender.sim_types import ItemKind, SimulationParams
 from streams.settings import Settings
-from streams.topics_admin import ensure_lender_topics
 from tests.support.faults import assert_matches_oracle
 from tests.support.pipeline import dump_clickhouse, publish_consents_first, wait_drained
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from streams.consent_store import ConsentStore
+from streams.consent.store import ConsentStore
 from streams.dedup import DedupStore, Seen
-from streams.redis_client import connect_redis
+from streams.runtime.redis_client import connect_redis
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -22,9 +22,9 @@ from consumers.api.server import build_app
 from consumers.clickhouse.client import ClickHouse, connect
 from consumers.clickhouse.migrations import apply_migrations
 from consumers.lag.monitor import LagMonitor
+from schemas.calendar import local_today
 from schemas.national_id import generate
-from streams.calendar import local_today
-from streams.pseudonym import Pseudonymiser
+from schemas.pseudonym import Pseudonymiser
 from streams.runtime.metrics import METRICS
 from streams.settings import Settings
 from tests.support.openapi_check import checked

@@ -30,9 +30,9 @@ from consumers.lag.monitor import LagMonitor
 from consumers.risk.batcher import FrequencyBatcher
 from consumers.risk.frequency import Ask
 from consumers.risk.inquiries import Inquiry
+from schemas.calendar import local_today
 from schemas.national_id import generate
-from streams.calendar import local_today
-from streams.pseudonym import Pseudonymiser
+from schemas.pseudonym import Pseudonymiser
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -30,10 +30,10 @@ from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 from schemas import national_id
 from schemas.codec import LOAN_EVENT, codec_for
 from schemas.records import EventType, LoanEvent
+from streams.cli.lender import add_lender, init_worker
+from streams.kafka.topics import ensure_lender_topics
 from streams.lender.publisher import LenderPublisher
-from streams.lender_admin import add_lender, init_worker
 from streams.settings import Settings
-from streams.topics_admin import ensure_lender_topics
 from tests.support.pipeline import dump_clickhouse, wait_drained
 from tests.support.services import REPO, settings_env
 

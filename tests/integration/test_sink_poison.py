@@ -24,11 +24,11 @@ from collections import Counter
 
 import pytest
 
-from consumers.sink import REDACTED
+from consumers.sink.loop import REDACTED
+from streams.kafka.topics import ensure_lender_topics
 from streams.lender.population import lenders
 from streams.lender.simulator import SimulationParams, run_simulation
 from streams.settings import Settings
-from streams.topics_admin import ensure_lender_topics
 from tests.support.faults import _expected, _stored
 from tests.support.oracle import expected_buckets
 from tests.support.pipeline import dump_clickhouse, wait_drained

@@ -32,9 +32,9 @@ import redis.asyncio as aioredis
 
 from schemas import national_id
 from schemas.records import ConsentAction, ConsentRecord, EventType, LoanEvent, format_timestamp
+from streams.kafka.topics import ensure_lender_topics
 from streams.lender.publisher import LenderPublisher
 from streams.settings import Settings
-from streams.topics_admin import ensure_lender_topics
 from tests.support.oracle import pseudonym
 from tests.support.pipeline import dump_clickhouse, wait_drained
 from tests.support.services import REPO, settings_env

@@ -28,8 +28,8 @@ from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
 from schemas import national_id
 from schemas.records import ConsentAction, ConsentRecord, EventType, LoanEvent
+from streams.cli.lender import add_lender, init_worker
 from streams.lender.publisher import LenderPublisher
-from streams.lender_admin import add_lender, init_worker
 from streams.settings import Settings
 from tests.support.pipeline import dump_clickhouse, wait_drained
 from tests.support.services import Services

@@ -13,14 +13,14 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from streams.settings import Settings
-from streams.topics_admin import (
+from streams.kafka.topics import (
     ReplicationPlan,
     ensure_lender_topics,
     ensure_registry_topics,
     replication_plan,
     replication_plan_sync,
 )
+from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
 

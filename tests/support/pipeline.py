@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from streams.kafka_internals import cluster_topics, topic_partitions
+from streams.kafka.internals import cluster_topics, topic_partitions
 from streams.lender.ground_truth import TruthBuilder
 from streams.lender.publisher import LenderPublisher
 from streams.lender.sim_types import ItemKind, SimItem

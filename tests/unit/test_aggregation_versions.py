@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from schemas.calendar import HOUR_MS, Calendar
 from streams.aggregation import Aggregator, StateCodec
 from streams.buckets import BucketPolicy
-from streams.calendar import HOUR_MS, Calendar
 
 T0 = 1_790_000_000_000
 BORROWER = "c" * 32

@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 
 from fastavro import parse_schema, schemaless_writer
 
+from schemas.calendar import HOUR_MS, Calendar
 from schemas.codec import MAGIC, codec_for, fingerprint
 from streams.aggregation import Aggregator, StateCodec
 from streams.alerts import ALERT_SCHEMA, DAY_MS, DRAWS_24H, LENDERS_7D, AlertRules, alert_id
 from streams.buckets import BorrowerState, BucketPolicy, event_key
-from streams.calendar import HOUR_MS, Calendar
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_790_000_000_000  # 2026-09-21, any instant will do

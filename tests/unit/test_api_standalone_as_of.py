@@ -6,7 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from consumers.lag.status import GroupLag, LagSnapshot, LagStatus, PartitionLag
-from streams.api_cli import as_of_from_samples
+from streams.cli.api import as_of_from_samples
 
 T = 1_800_000_000_000
 

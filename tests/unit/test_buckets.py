@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from schemas.calendar import HOUR_MS, Calendar
 from streams.buckets import BorrowerState, BucketPolicy
-from streams.calendar import HOUR_MS, Calendar
 
 DAY = 20161  # 2025-03-14 in Asia/Shanghai
 DAY_END_MS = 1_741_968_000_000  # 2025-03-15T00:00+08:00 = 2025-03-14T16:00Z

@@ -1,6 +1,6 @@
 """Every ``registry`` subcommand, given bad arguments or an unreachable service, prints ONE line
 with the reason (never a traceback, never a national id) and exits with the documented code
-(:class:`streams.cli_base.ExitCode`, README "Exit codes"). No service is needed: the
+(:class:`streams.cli.base.ExitCode`, README "Exit codes"). No service is needed: the
 unreachable ones are a closed port and ``KAFKA_BOOTSTRAP=127.0.0.1:1``.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.cli_base import ExitCode
+from streams.cli.base import ExitCode
 
 REPO = Path(__file__).resolve().parents[2]
 ID = "11010519491231002X"

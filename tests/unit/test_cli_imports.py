@@ -18,7 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("aiohttp", "aiokafka", "clickhouse_connect", "chdb", "faust", "mode", "fastavro",
-         "redis", "tqdm", "consumers.api.server", "streams.worker", "streams.lender.publisher")
+         "redis", "tqdm", "consumers.api.server", "streams.cli.worker", "streams.lender.publisher")
 PROBE = f"""
 import json, sys
 from streams.cli import main

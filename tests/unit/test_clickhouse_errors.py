@@ -30,7 +30,7 @@ import datetime, json, sys
 from consumers.clickhouse.client import connect
 from consumers.clickhouse.errors import ClickHouseError
 from consumers.clickhouse.migrations import apply_migrations
-from consumers.rows import TABLE_COLUMNS
+from consumers.sink.rows import TABLE_COLUMNS
 from streams.settings import Settings
 
 ch = connect(Settings(registry_data_dir=sys.argv[1], clickhouse_url="",

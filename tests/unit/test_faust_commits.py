@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.faust_commits import next_commit
+from streams.kafka.faust_commits import next_commit
 
 
 def _commit(acked: list[int], committed: int | None) -> tuple[int | None, list[int], set[int]]:

@@ -7,7 +7,8 @@ import hashlib
 import pytest
 
 from streams.cli import main
-from streams.kafka_security import (
+from streams.cli.lender import lender_acls, worker_acls
+from streams.kafka.security import (
     SCRAM_ITERATIONS,
     SCRAM_SHA_512,
     CreateAclsRequest_v2,
@@ -16,7 +17,6 @@ from streams.kafka_security import (
     ResourceType,
     scram_sha512_upsertion,
 )
-from streams.lender_admin import lender_acls, worker_acls
 from streams.settings import Settings
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from streams.progress import is_terminal, progress_bar, write
+from streams.runtime.progress import is_terminal, progress_bar, write
 
 
 class _Terminal(io.StringIO):

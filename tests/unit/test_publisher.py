@@ -20,7 +20,7 @@ from schemas.codec import LOAN_EVENT, codec_for
 from schemas.fast_encode import encode_loan_event
 from schemas.national_id import generate
 from schemas.records import EventType, LoanEvent
-from streams.kafka_internals import batch_bytes
+from streams.kafka.internals import batch_bytes
 from streams.lender.publisher import LenderPublisher, PublishError, murmur2, partition_for_key
 from streams.settings import Settings
 

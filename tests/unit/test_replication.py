@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.settings import Settings
-from streams.topics_admin import (
+from streams.kafka.topics import (
     ReplicationPlan,
     ReplicationRefused,
     TopicAdminError,
@@ -15,6 +14,7 @@ from streams.topics_admin import (
     plan_replication,
     retention_config,
 )
+from streams.settings import Settings
 
 
 @pytest.mark.parametrize(("brokers", "factor", "min_insync"),

@@ -18,7 +18,7 @@ from consumers.clickhouse.errors import (
     ClickHouseRefused,
     ClickHouseUnavailable,
 )
-from consumers.sink import REDACTED, _redacted
+from consumers.sink.loop import REDACTED, _redacted
 
 
 class FakeTable:

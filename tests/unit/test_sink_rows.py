@@ -1,5 +1,5 @@
 """The ClickHouse sink's rows and insert tokens, without ClickHouse: each record becomes one row
-in its table's column order (:mod:`consumers.rows`), rows keep their source coordinates, an
+in its table's column order (:mod:`consumers.sink.rows`), rows keep their source coordinates, an
 erasure drops the borrower's earlier rows of the batch, and every table of a batch is inserted
 once with ``insert_deduplication_token`` = the table and the batch's offset ranges, the same
 token however often the batch is retried.
@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 from aiokafka import TopicPartition
 
 from consumers.clickhouse.client import ClickHouse
-from consumers.rows import (
+from consumers.sink.loop import Batch, ClickHouseSink
+from consumers.sink.rows import (
     TABLE_COLUMNS,
     consent_row,
     daily_row,
@@ -23,7 +24,6 @@ from consumers.rows import (
     ledger_row,
     rejection_row,
 )
-from consumers.sink import Batch, ClickHouseSink
 from streams.settings import Settings
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -6,7 +6,7 @@ import hashlib
 
 from consumers.api.report_routes import render_report_html
 from consumers.risk.subject_report import consent_in_force, erasure_hash
-from streams.report_cli import render_report
+from streams.cli.report import render_report
 
 
 def test_consent_in_force_follows_the_stream_rule() -> None:

@@ -1,7 +1,7 @@
 """The private parts of aiokafka and faust-streaming the adapters rely on are still there.
 
-``streams/kafka_internals.py`` and ``streams/faust_internals.py`` are the only modules that use
-them; these tests pin each assumption against the installed versions, so an upgrade that moves
+``streams/kafka/internals.py`` and ``streams/kafka/faust_internals.py`` are the only modules that
+use them; these tests pin each assumption against the installed versions, so an upgrade that moves
 or reshapes one fails here, not in a running worker. After an upgrade: re-check each adapter
 function's docstring, then bump its module's ``CHECKED_VERSION``.
 """
@@ -21,16 +21,17 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
-from streams import faust_internals, kafka_internals
-from streams.faust_commits import commit_only_processed
-from streams.kafka_internals import batch_bytes
+from streams.kafka import faust_internals
+from streams.kafka import internals as kafka_internals
+from streams.kafka.faust_commits import commit_only_processed
+from streams.kafka.internals import batch_bytes
 
 # --- aiokafka ---------------------------------------------------------------------------------
 
 
 def test_aiokafka_is_the_version_the_adapter_was_checked_against() -> None:
     assert version("aiokafka") == kafka_internals.CHECKED_VERSION, (
-        "aiokafka changed: re-check streams/kafka_internals.py, then bump CHECKED_VERSION")
+        "aiokafka changed: re-check streams/kafka/internals.py, then bump CHECKED_VERSION")
 
 
 async def test_a_consumer_keeps_its_client_and_the_client_refreshes_metadata_on_demand() -> None:
@@ -57,7 +58,7 @@ def test_the_admin_client_sends_any_request_only_privately() -> None:
     params = list(inspect.signature(AIOKafkaAdminClient._send_request).parameters)
     assert params == ["self", "request", "node_id"]
     assert inspect.iscoroutinefunction(AIOKafkaAdminClient._send_request)
-    # still no public method for what streams.kafka_security sends
+    # still no public method for what streams.kafka.security sends
     public = {n for n in dir(AIOKafkaAdminClient) if not n.startswith("_")}
     assert not {n for n in public if "acl" in n.lower() or "scram" in n.lower()}
 
@@ -80,7 +81,7 @@ def test_the_publisher_size_estimate_is_a_static_method() -> None:
 
 def test_faust_is_the_version_the_adapter_was_checked_against() -> None:
     assert version("faust-streaming") == faust_internals.CHECKED_VERSION, (
-        "faust-streaming changed: re-check streams/faust_internals.py, then bump "
+        "faust-streaming changed: re-check streams/kafka/faust_internals.py, then bump "
         "CHECKED_VERSION")
 
 

@@ -1,5 +1,5 @@
 -- Rows that ClickHouse refused (a refusal of the data, not an outage), set aside by the sink
--- (consumers/sink.py) so that one bad row cannot stall the pipeline. One row per refused source
+-- (consumers/sink/loop.py) so that one bad row cannot stall the pipeline. One row per refused source
 -- row: the error as ClickHouse reported it (code -1 / name empty when the driver refused the
 -- value while encoding it and there is no server code), the Kafka coordinates of the record the
 -- row came from, and the row itself rendered as JSON (a borrower value that is not a pseudonym

@@ -24,9 +24,9 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.topics import TopicNames
-from streams.consent_store import ConsentStore
-from streams.kafka_internals import refresh_metadata
-from streams.redis_client import until_redis_answers
+from streams.consent.store import ConsentStore
+from streams.kafka.internals import refresh_metadata
+from streams.runtime.redis_client import until_redis_answers
 
 #: Tolerated difference between the broker's clock and ours.
 CLOCK_SKEW_MS = 500

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.codec import CONSENT_RECORD, CodecError, codec_for
+from schemas.pseudonym import Pseudonymiser, partition_of
 from schemas.reasons import RejectReason
 from schemas.records import ConsentAction, Rejection
 from schemas.topics import TopicNames
 from schemas.validation import ValidationError, ValidationLimits, check_consent_record
-from streams.consent_store import ConsentStore
+from streams.consent.store import ConsentStore
 from streams.intake.validate import Incoming
-from streams.pseudonym import Pseudonymiser, partition_of
-from streams.redis_client import until_redis_answers
+from streams.runtime.redis_client import until_redis_answers
 
 
 @dataclass(slots=True)

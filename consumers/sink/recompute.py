@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from zoneinfo import ZoneInfo
 
 from consumers.clickhouse.client import ClickHouse
+from schemas.calendar import HOUR_MS, Calendar
 from schemas.records import REGISTRY_CURRENCY
-from streams.calendar import HOUR_MS, Calendar
 
 _AGGREGATES = """
     countIf(event_type = 'draw'),

@@ -58,7 +58,7 @@ async def send_admin_request(admin: AIOKafkaAdminClient, request: Request[Any]) 
 
     Why private: ``AIOKafkaAdminClient`` has public methods for topics, configs, records and
     consumer groups, but none for SCRAM credentials (AlterUserScramCredentials) or ACLs
-    (CreateAcls), which :mod:`streams.kafka_security` needs; its
+    (CreateAcls), which :mod:`streams.kafka.security` needs; its
     ``_send_request(request, node_id=None)`` sends any request to a random broker with the
     client's connection, authentication and TLS. Checked against aiokafka 0.14.0.
     """

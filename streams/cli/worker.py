@@ -48,24 +48,24 @@ from consumers.clickhouse.migrations import apply_migrations
 from consumers.lag.history import LagHistoryWriter
 from consumers.lag.monitor import LagMonitor
 from consumers.risk.watermark import complete_until_ms
-from consumers.sink import ClickHouseSink
+from consumers.sink.loop import ClickHouseSink
 from streams.app import RegistryStreams
-from streams.consent_consumer import ConsentConsumer
+from streams.consent.agent import ConsentConsumer
 from streams.intake.consent_gate import ConsentGate
 from streams.intake.service import BulkIntake
-from streams.settings import Settings
-from streams.topics_admin import (
+from streams.kafka.topics import (
     ensure_registry_topics,
     ensure_registry_topics_sync,
     replication_plan_sync,
 )
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 class StreamSide(Service):
     """What runs beside the Faust app in a stream half: registry topics, the bulk intake loop
-    (:mod:`streams.intake`) and the consent agent (:mod:`streams.consent_consumer`), each on
+    (:mod:`streams.intake`) and the consent agent (:mod:`streams.consent.agent`), each on
     an aiokafka consumer of its own, and the metadata consumer of the consent barrier."""
 
     def __init__(self, settings: Settings, streams: RegistryStreams, **kwargs: Any) -> None:
@@ -218,9 +218,9 @@ def add_parser(subparsers: Any) -> Any:
 
 
 def run(args: Any) -> int:
-    from streams.cli_base import ExitCode, fail
+    from streams.cli.base import ExitCode, fail
+    from streams.kafka.topics import BrokerUnavailable, ReplicationRefused, TopicAdminError
     from streams.settings import get_settings
-    from streams.topics_admin import BrokerUnavailable, ReplicationRefused, TopicAdminError
 
     try:
         return run_worker(get_settings(), loglevel=args.loglevel, role=args.role)

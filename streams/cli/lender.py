@@ -21,7 +21,7 @@ Both connect as configured in settings: locally the PLAINTEXT listener (a super 
 otherwise ``registry-admin`` over SASL. Re-running either is safe: ACLs are added idempotently
 and the password is replaced.
 
-Exit status (:class:`streams.cli_base.ExitCode`): 0 done; 64 usage error (bad or reserved
+Exit status (:class:`streams.cli.base.ExitCode`): 0 done; 64 usage error (bad or reserved
 lender id); 69 broker unreachable or the operation failed; 77 the broker refused it.
 """
 
@@ -33,8 +33,8 @@ import secrets
 from typing import Any
 
 from schemas.topics import InvalidLenderId, check_lender_id
-from streams.cli_base import ExitCode, SubCommand, fail, lender_problem
-from streams.kafka_security import (
+from streams.cli.base import ExitCode, SubCommand, fail, lender_problem
+from streams.kafka.security import (
     Acl,
     Operation,
     PatternType,
@@ -42,8 +42,8 @@ from streams.kafka_security import (
     SecurityAdmin,
     SecurityAdminError,
 )
+from streams.kafka.topics import TopicAdminError, ensure_lender_topics
 from streams.settings import Settings, get_settings
-from streams.topics_admin import TopicAdminError, ensure_lender_topics
 
 ADMIN_USER = "registry-admin"
 WORKER_USER = "registry-worker"

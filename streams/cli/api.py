@@ -70,7 +70,7 @@ def add_parser(subparsers: Any) -> Any:
 
 
 def run(args: Any) -> int:
-    from streams.cli_base import ExitCode, fail
+    from streams.cli.base import ExitCode, fail
     from streams.settings import get_settings
 
     settings = get_settings()

@@ -2,7 +2,7 @@
 
 Faust keeps its per-partition offset bookkeeping (offsets processed, committed, read, gaps) in
 private attributes of its transport ``Consumer`` and offers no public accessor for them; the
-registry needs them for its commit rule (:mod:`streams.faust_commits`) and its liveness check
+registry needs them for its commit rule (:mod:`streams.kafka.faust_commits`) and its liveness check
 (:mod:`streams.app`). Each function names what it relies on, why the public API does not do
 the job, and the version it was checked against (``faust-streaming==0.15.3``).
 ``tests/unit/test_third_party_internals.py`` pins those assumptions against the installed

@@ -37,7 +37,7 @@ from aiokafka.protocol.types import (
 )
 
 from schemas.errors import RegistryError
-from streams.kafka_internals import send_admin_request
+from streams.kafka.internals import send_admin_request
 from streams.settings import Settings
 
 #: Kafka's SCRAM mechanism code for SCRAM-SHA-512, and the iteration count it requires at least.

@@ -15,7 +15,7 @@ Commit protocol, per cycle (the order is the guarantee):
    the row as JSON; borrower values that are not pseudonyms redacted), inserted with a token
    derived from the batch token, and are counted by ``registry_sink_dead_letter_rows_total``;
    every other row is in. Then run the corrections: one INSERT ... SELECT per kind and
-   partition, reading the ledger that now holds the whole batch (:mod:`consumers.recompute`).
+   partition, reading the ledger that now holds the whole batch (:mod:`consumers.sink.recompute`).
 4. Only after ClickHouse acknowledged everything (rows, dead letters, corrections), commit the
    Kafka offsets: a refused row no longer holds the pipeline back.
 
@@ -63,8 +63,8 @@ from consumers.clickhouse.bisect import Refusal, insert_isolating
 from consumers.clickhouse.client import ClickHouse
 from consumers.clickhouse.erasure import erase_borrower
 from consumers.clickhouse.errors import ClickHouseError
-from consumers.recompute import recompute
-from consumers.rows import (
+from consumers.sink.recompute import recompute
+from consumers.sink.rows import (
     TABLE_COLUMNS,
     consent_row,
     daily_row,
@@ -73,9 +73,9 @@ from consumers.rows import (
     rejection_row,
     ts,
 )
+from schemas.calendar import Calendar
 from schemas.codec import REJECTION, CodecError, codec_for
-from streams.calendar import Calendar
-from streams.pseudonym import PSEUDONYM_HEX_CHARS
+from schemas.pseudonym import PSEUDONYM_HEX_CHARS
 from streams.runtime.metrics import METRICS
 from streams.settings import Settings
 

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from streams.calendar import day_to_date
+from schemas.calendar import day_to_date
 
 LEDGER_COLUMNS = ("borrower", "lender_id", "event_id", "loan_id", "event_type", "amount_minor",
                   "currency", "occurred_at", "product", "admitted_at", "version")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from streams.faust_internals import committed_offset, pending_acks, replace_commit_rule
+from streams.kafka.faust_internals import committed_offset, pending_acks, replace_commit_rule
 
 log = logging.getLogger(__name__)
 

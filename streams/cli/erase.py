@@ -6,7 +6,7 @@ the request. The national id travels in the POST body and is never printed back.
 
 The id is normalised locally first (:func:`schemas.national_id.normalise`).
 
-Exit status (:class:`streams.cli_base.ExitCode`): 0 erased (also when nothing was stored);
+Exit status (:class:`streams.cli.base.ExitCode`): 0 erased (also when nothing was stored);
 64 bad arguments; 65 invalid id (refused locally or by the API); 77 token refused; 69 the worker
 could not be reached or failed (ClickHouse or Redis down): repeat the command, it is idempotent.
 """
@@ -17,8 +17,8 @@ import argparse
 import re
 from typing import Any
 
-from streams.cli_base import ExitCode, SubCommand, fail
-from streams.risk_cli import (
+from streams.cli.base import ExitCode, SubCommand, fail
+from streams.cli.risk import (
     _add_url,
     _call_worker,
     _default_token,

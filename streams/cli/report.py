@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from streams.cli_base import SubCommand
-from streams.risk_cli import _add_url, _call_worker, _default_url, _normalised_id
+from streams.cli.base import SubCommand
+from streams.cli.risk import _add_url, _call_worker, _default_url, _normalised_id
 
 
 def _add_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -8,7 +8,7 @@ The national id is normalised locally (:func:`schemas.national_id.normalise`) be
 sent; an invalid one never leaves the machine. Requests use the standard library's HTTP client,
 so a look-up starts without loading an async HTTP stack.
 
-Exit status (:class:`streams.cli_base.ExitCode`): 0 answered; 64 bad arguments; 65 invalid id
+Exit status (:class:`streams.cli.base.ExitCode`): 0 answered; 64 bad arguments; 65 invalid id
 or the API refused the request (400); 77 token refused (401/403); 69 the worker could not be
 reached or answered with a server error.
 """
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from schemas.errors import RegistryError
-from streams.cli_base import ExitCode, SubCommand, fail
+from streams.cli.base import ExitCode, SubCommand, fail
 
 if TYPE_CHECKING:
     from streams.settings import Settings

@@ -6,10 +6,17 @@ subcommand runs: ``registry --help`` and the parsers load no Kafka, HTTP or Clic
 subcommand, its one-line help, and where it lives: ``"package.module"`` (the module defines
 ``add_parser(subparsers)`` returning its ``argparse`` parser, and ``run(args) -> int``) or
 ``"package.module:NAME"`` (an object ``NAME`` in that module with the same two attributes).
-``run`` returns the process exit status, one of :class:`streams.cli_base.ExitCode`.
+``run`` returns the process exit status, one of :class:`streams.cli.base.ExitCode`.
 
 Whatever happens, the process prints no Python traceback: usage errors are one line and exit
 64; an unexpected exception is one line and exit 70 (``-v`` logs the traceback).
+
+The package owns the command line: parsing, printing and exit codes (:mod:`streams.cli.base`),
+each subcommand's module, the worker's composition (:mod:`streams.cli.worker`, the stream, sink,
+lag monitor and API in one process), the API-only process (:mod:`streams.cli.api`) and the local
+stack of ``make run`` (:mod:`streams.cli.local_stack`). It may import every room of ``streams``;
+only :mod:`streams.cli.worker` and :mod:`streams.cli.api` may import ``consumers`` (checked by
+``lint-imports``). ``python -m streams.cli`` runs :func:`main`.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from streams.cli_base import ExitCode, Parser
+from streams.cli.base import ExitCode, Parser
 
 #: (subcommand, where it lives, one-line help). Registration point: one line per subcommand.
 COMMANDS: list[tuple[str, str, str]] = [
@@ -31,18 +38,18 @@ COMMANDS: list[tuple[str, str, str]] = [
      "publish a borrower's consent grant or revocation"),
     ("simulate", "streams.lender.simulator",
      "publish a reproducible simulated loan history, then live events"),
-    ("worker", "streams.worker",
+    ("worker", "streams.cli.worker",
      "run the stream processor (several may run; they share the work)"),
-    ("frequency", "streams.risk_cli:FREQUENCY",
+    ("frequency", "streams.cli.risk:FREQUENCY",
      "the risk view of one borrower (draws, amounts, lenders over a window)"),
-    ("lag", "streams.risk_cli:LAG", "consumer lag per group, topic and partition"),
-    ("lender", "streams.lender_admin:LENDER",
+    ("lag", "streams.cli.risk:LAG", "consumer lag per group, topic and partition"),
+    ("lender", "streams.cli.lender:LENDER",
      "provision lenders and the worker principal on the broker"),
-    ("erase", "streams.erasure:ERASE",
+    ("erase", "streams.cli.erase:ERASE",
      "erase one borrower's data (ClickHouse rows, consent in Redis)"),
-    ("api", "streams.api_cli",
+    ("api", "streams.cli.api",
      "the risk API as a process of its own, against a ClickHouse server"),
-    ("report", "streams.report_cli:REPORT",
+    ("report", "streams.cli.report:REPORT",
      "the data subject's own report: what the registry holds on them"),
 ]
 
@@ -115,7 +122,3 @@ def main(argv: Sequence[str] | None = None) -> None:
               "for the details", file=sys.stderr)
         code = ExitCode.SOFTWARE
     sys.exit(code)
-
-
-if __name__ == "__main__":
-    main()
