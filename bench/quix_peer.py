@@ -55,10 +55,11 @@ from zoneinfo import ZoneInfo
 
 from bench import emit
 from schemas.codec import LOAN_EVENT, codec_for
+from schemas.errors import ValidationError
 from schemas.pseudonym import Pseudonymiser
 from schemas.records import REGISTRY_CURRENCY
 from schemas.topics import TopicNames
-from schemas.validation import ValidationError, ValidationLimits, check_loan_record
+from schemas.validation import ValidationLimits, check_loan_record
 
 GRACE_HOURS = 72  # the registry's default ``GRACE_HOURS``
 HOURLY_GRACE_HOURS = 48  # the registry's default ``HOURLY_STATE_HOURS``

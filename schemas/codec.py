@@ -48,8 +48,13 @@ from typing import Any, cast
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import to_parsing_canonical_form
 
-from schemas.errors import SchemaError
-from schemas.reasons import RejectReason
+from schemas.errors import (
+    CodecError,
+    EncodeError,
+    MalformedRecordError,
+    UnknownRecordNameError,
+    UnknownSchemaError,
+)
 
 LOAN_EVENT = "registry.lender.LoanEvent"
 CONSENT_RECORD = "registry.lender.ConsentRecord"
@@ -61,35 +66,6 @@ HEADER_SIZE = 10
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "avro"
 _VERSION = re.compile(r"\.v(\d+)\.")
-
-
-class CodecError(SchemaError):
-    """Bytes or a record that the codec cannot handle."""
-
-
-class UnknownSchemaError(CodecError):
-    """A single-object header whose fingerprint is no known version of the family."""
-
-    reason = RejectReason.UNKNOWN_SCHEMA
-
-
-class MalformedRecordError(CodecError):
-    """No single-object marker, a truncated record, or a body that is not valid Avro."""
-
-    reason = RejectReason.MALFORMED
-
-
-class UnknownRecordNameError(CodecError, KeyError):
-    """No schema file (and no registered schema) defines this record full name."""
-
-    reason = RejectReason.UNKNOWN_SCHEMA
-
-    def __str__(self) -> str:  # KeyError would print the repr of the argument
-        return str(self.args[0]) if self.args else ""
-
-
-class EncodeError(CodecError):
-    """A record that does not match the writer schema (a bug on the producing side)."""
 
 
 # --- fingerprints ------------------------------------------------------------------------------

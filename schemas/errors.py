@@ -31,3 +31,53 @@ class SchemaError(RegistryError):
     retriable: bool = False
     #: Why the record is rejected, when the error is about one input record.
     reason: RejectReason | None = None
+
+
+class InvalidNationalId(RegistryError, ValueError):
+    """Not a valid resident id after normalisation. The message never repeats the value."""
+
+    retriable = False
+
+
+class InvalidLenderId(RegistryError, ValueError):
+    """A lender id that cannot name topics."""
+
+    retriable = False
+
+
+class ValidationError(SchemaError):
+    """One field breaks the contract. ``str(err)`` names the field and the problem."""
+
+    def __init__(self, reason: RejectReason, field: str, message: str) -> None:
+        super().__init__(message)
+        self.reason: RejectReason = reason
+        self.field = field
+
+
+class CodecError(SchemaError):
+    """Bytes or a record that the codec cannot handle."""
+
+
+class UnknownSchemaError(CodecError):
+    """A single-object header whose fingerprint is no known version of the family."""
+
+    reason = RejectReason.UNKNOWN_SCHEMA
+
+
+class MalformedRecordError(CodecError):
+    """No single-object marker, a truncated record, or a body that is not valid Avro."""
+
+    reason = RejectReason.MALFORMED
+
+
+class UnknownRecordNameError(CodecError, KeyError):
+    """No schema file (and no registered schema) defines this record full name."""
+
+    reason = RejectReason.UNKNOWN_SCHEMA
+
+    def __str__(self) -> str:  # KeyError would print the repr of the argument
+        return str(self.args[0]) if self.args else ""
+
+
+class EncodeError(CodecError):
+    """A record that does not match the writer schema (a bug on the producing side)."""

@@ -24,7 +24,7 @@ import time
 from datetime import date, timedelta
 from functools import lru_cache
 
-from schemas.errors import RegistryError
+from schemas.errors import InvalidNationalId
 
 #: Remainder of the weighted sum mod 11 -> check character (ISO 7064 MOD 11-2).
 _CHECK_MAP = "10X98765432"
@@ -95,12 +95,6 @@ def is_valid(id_number: str) -> bool:
         return False
     last = id_number[17]
     return _CHECK_MAP[(2 * int(first17, 13)) % 11] == (last if last != "x" else "X")
-
-
-class InvalidNationalId(RegistryError, ValueError):
-    """Not a valid resident id after normalisation. The message never repeats the value."""
-
-    retriable = False
 
 
 #: Characters :func:`normalise` removes at both ends of an id, besides ``str.isspace()``

@@ -11,16 +11,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from schemas.errors import RegistryError
+from schemas.errors import InvalidLenderId
 
 LENDER_ID_PATTERN = r"[a-z0-9][a-z0-9_-]{0,47}"
 _LENDER_ID = re.compile(LENDER_ID_PATTERN)
-
-
-class InvalidLenderId(RegistryError, ValueError):
-    """A lender id that cannot name topics."""
-
-    retriable = False
 
 
 def check_lender_id(lender_id: str) -> str:

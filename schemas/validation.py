@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from schemas import national_id
-from schemas.errors import SchemaError
+from schemas.errors import ValidationError
 from schemas.reasons import RejectReason
 from schemas.records import (
     REGISTRY_CURRENCY,
@@ -46,15 +46,6 @@ from schemas.records import (
 )
 
 R = RejectReason
-
-
-class ValidationError(SchemaError):
-    """One field breaks the contract. ``str(err)`` names the field and the problem."""
-
-    def __init__(self, reason: RejectReason, field: str, message: str) -> None:
-        super().__init__(message)
-        self.reason: RejectReason = reason
-        self.field = field
 
 
 class _LimitSettings(Protocol):

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from schemas.errors import RegistryError
+from consumers.lag.errors import LagHistoryError
 
 if TYPE_CHECKING:
     from consumers.lag.status import PartitionLag
@@ -43,12 +43,6 @@ COLUMNS: tuple[str, ...] = (
 )
 
 InsertFn = Callable[[str, list[tuple], list[str]], None]
-
-
-class LagHistoryError(RegistryError, RuntimeError):
-    """Writing lag history failed; the rows stay buffered for the next attempt."""
-
-    retriable = True
 
 
 def to_row(p: PartitionLag) -> tuple:

@@ -20,9 +20,10 @@ from collections.abc import Callable
 
 from aiokafka.errors import KafkaError
 
+from consumers.lag.errors import LagHistoryError, LagMonitorError
 from consumers.lag.gauges import publish_metrics
-from consumers.lag.history import LagHistoryError, LagHistoryWriter
-from consumers.lag.sampler import LagMonitorError, LagSampler
+from consumers.lag.history import LagHistoryWriter
+from consumers.lag.sampler import LagSampler
 from consumers.lag.series import snapshot_json
 from consumers.lag.status import DEFAULT_STOPPED_AFTER_S, DEFAULT_WINDOW, LagSnapshot
 from streams.runtime.metrics import METRICS, Metrics

@@ -37,6 +37,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from consumers.lag.errors import LagMonitorError
 from consumers.lag.series import PartitionSeries
 from consumers.lag.status import (
     GroupLag,
@@ -48,16 +49,9 @@ from consumers.lag.status import (
     partition_lag,
     worst,
 )
-from schemas.errors import RegistryError
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class LagMonitorError(RegistryError, RuntimeError):
-    """One sample could not be taken (broker unreachable, request failed or timed out)."""
-
-    retriable = True
 
 
 class LagSampler:

@@ -74,7 +74,8 @@ from consumers.sink.rows import (
     ts,
 )
 from schemas.calendar import Calendar
-from schemas.codec import REJECTION, CodecError, codec_for
+from schemas.codec import REJECTION, codec_for
+from schemas.errors import CodecError
 from schemas.pseudonym import PSEUDONYM_HEX_CHARS
 from streams.runtime.metrics import METRICS
 from streams.settings import Settings

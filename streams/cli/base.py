@@ -74,7 +74,8 @@ def fail(command: str, message: str, code: ExitCode) -> int:
 def lender_problem(lender_id: str) -> str | None:
     """Why ``lender_id`` is not a valid lender id, without repeating it (a user may paste a
     national id there by mistake); None when it is valid."""
-    from schemas.topics import LENDER_ID_PATTERN, InvalidLenderId, check_lender_id
+    from schemas.errors import InvalidLenderId
+    from schemas.topics import LENDER_ID_PATTERN, check_lender_id
 
     try:
         check_lender_id(lender_id)

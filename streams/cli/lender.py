@@ -32,17 +32,12 @@ import asyncio
 import secrets
 from typing import Any
 
-from schemas.topics import InvalidLenderId, check_lender_id
+from schemas.errors import InvalidLenderId
+from schemas.topics import check_lender_id
 from streams.cli.base import ExitCode, SubCommand, fail, lender_problem
-from streams.kafka.security import (
-    Acl,
-    Operation,
-    PatternType,
-    ResourceType,
-    SecurityAdmin,
-    SecurityAdminError,
-)
-from streams.kafka.topics import TopicAdminError, ensure_lender_topics
+from streams.kafka.errors import SecurityAdminError, TopicAdminError
+from streams.kafka.security import Acl, Operation, PatternType, ResourceType, SecurityAdmin
+from streams.kafka.topics import ensure_lender_topics
 from streams.settings import Settings, get_settings
 
 ADMIN_USER = "registry-admin"

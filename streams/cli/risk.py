@@ -149,7 +149,8 @@ def _call_worker(
 
 def _normalised_id(command: str, text: str) -> str | int:
     """The id by the one normalisation rule, or the exit code after a one-line report."""
-    from schemas.national_id import InvalidNationalId, normalise
+    from schemas.errors import InvalidNationalId
+    from schemas.national_id import normalise
 
     try:
         return normalise(text)

@@ -219,7 +219,7 @@ def add_parser(subparsers: Any) -> Any:
 
 def run(args: Any) -> int:
     from streams.cli.base import ExitCode, fail
-    from streams.kafka.topics import BrokerUnavailable, ReplicationRefused, TopicAdminError
+    from streams.kafka.errors import BrokerUnavailable, ReplicationRefused, TopicAdminError
     from streams.settings import get_settings
 
     try:

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.codec import CONSENT_RECORD, CodecError, codec_for
+from schemas.codec import CONSENT_RECORD, codec_for
+from schemas.errors import CodecError, ValidationError
 from schemas.pseudonym import Pseudonymiser, partition_of
 from schemas.reasons import RejectReason
 from schemas.records import ConsentAction, Rejection
 from schemas.topics import TopicNames
-from schemas.validation import ValidationError, ValidationLimits, check_consent_record
+from schemas.validation import ValidationLimits, check_consent_record
 from streams.consent.store import ConsentStore
 from streams.intake.validate import Incoming
 from streams.runtime.redis_client import until_redis_answers

@@ -21,12 +21,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.codec import LOAN_EVENT, CodecError, codec_for
+from schemas.codec import LOAN_EVENT, codec_for
+from schemas.errors import CodecError, ValidationError
 from schemas.pseudonym import Pseudonymiser, partition_of
 from schemas.reasons import RejectReason
 from schemas.records import Rejection
 from schemas.topics import TopicNames
-from schemas.validation import ValidationError, ValidationLimits, check_loan_record
+from schemas.validation import ValidationLimits, check_loan_record
 
 
 @dataclass(frozen=True, slots=True)

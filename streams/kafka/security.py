@@ -36,7 +36,7 @@ from aiokafka.protocol.types import (
     TaggedFields,
 )
 
-from schemas.errors import RegistryError
+from streams.kafka.errors import AuthorizerMissing, SecurityAdminError
 from streams.kafka.internals import send_admin_request
 from streams.settings import Settings
 
@@ -45,18 +45,6 @@ SCRAM_SHA_512 = 2
 SCRAM_ITERATIONS = 8192
 #: Kafka error code returned when the broker runs without an authorizer.
 _SECURITY_DISABLED = 54
-
-
-class SecurityAdminError(RegistryError, RuntimeError):
-    """Credentials or ACLs could not be created."""
-
-    retriable = False
-
-
-class AuthorizerMissing(SecurityAdminError):
-    """The broker has no authorizer configured, so ACLs cannot be stored."""
-
-    retriable = False
 
 
 class ResourceType(IntEnum):

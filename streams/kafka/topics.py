@@ -39,8 +39,13 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from schemas.errors import RegistryError
 from schemas.topics import check_lender_id
+from streams.kafka.errors import (
+    BrokerUnavailable,
+    ReplicationRefused,
+    TopicAdminError,
+    TopicsNotReady,
+)
 from streams.settings import Settings
 
 #: Kafka error code for "topic already exists" (harmless for us).
@@ -50,30 +55,6 @@ _PREFERRED_REPLICATION = 3
 #: ``min.insync.replicas`` when the factor allows losing one broker without losing writes.
 _MIN_INSYNC_REPLICATED = 2
 _HOUR_MS = 3_600_000
-
-
-class TopicAdminError(RegistryError, RuntimeError):
-    """Topics could not be created or confirmed."""
-
-    retriable = False
-
-
-class BrokerUnavailable(TopicAdminError):
-    """No broker answered at the configured bootstrap address."""
-
-    retriable = True
-
-
-class TopicsNotReady(TopicAdminError):
-    """Topics were requested but did not appear in the metadata before the deadline."""
-
-    retriable = True
-
-
-class ReplicationRefused(TopicAdminError):
-    """The configured replication would lose data on a broker loss, or cannot be created."""
-
-    retriable = False
 
 
 @dataclass(frozen=True, slots=True)

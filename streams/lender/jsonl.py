@@ -39,14 +39,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
+from schemas.errors import ValidationError
 from schemas.reasons import RejectReason
 from schemas.records import LoanEvent, format_timestamp
-from schemas.validation import (
-    ValidationError,
-    ValidationLimits,
-    parse_consent_json,
-    parse_loan_json,
-)
+from schemas.validation import ValidationLimits, parse_consent_json, parse_loan_json
 from streams.cli.base import ExitCode, fail, lender_problem
 from streams.cli.base import SubCommand as SubCommand  # re-exported for older imports
 
@@ -254,8 +250,10 @@ def _run_publish(args: argparse.Namespace) -> int:
 
 
 async def _publish(settings: Settings, lender_id: str, source: BinaryIO, encoding: str) -> int:
-    from streams.kafka.topics import BrokerUnavailable, TopicAdminError, ensure_lender_topics
-    from streams.lender.publisher import LenderPublisher, PublishError, PublisherUnavailable
+    from streams.kafka.errors import BrokerUnavailable, TopicAdminError
+    from streams.kafka.topics import ensure_lender_topics
+    from streams.lender.errors import PublishError, PublisherUnavailable
+    from streams.lender.publisher import LenderPublisher
     from streams.runtime.progress import is_terminal, progress_bar
 
     try:
@@ -343,8 +341,10 @@ def _run_consent(args: argparse.Namespace) -> int:
 
 
 async def _consent(settings: Settings, record: Any) -> int:
-    from streams.kafka.topics import BrokerUnavailable, TopicAdminError, ensure_lender_topics
-    from streams.lender.publisher import LenderPublisher, PublishError, PublisherUnavailable
+    from streams.kafka.errors import BrokerUnavailable, TopicAdminError
+    from streams.kafka.topics import ensure_lender_topics
+    from streams.lender.errors import PublishError, PublisherUnavailable
+    from streams.lender.publisher import LenderPublisher
 
     try:
         await ensure_lender_topics(settings, record.lender_id)

@@ -55,10 +55,16 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from schemas.codec import CONSENT_RECORD, codec_for
-from schemas.errors import RegistryError
 from schemas.fast_encode import encode_loan_event
 from schemas.records import ConsentRecord, LoanEvent
 from schemas.topics import check_lender_id
+from streams.lender.errors import (
+    PublisherError,
+    PublishError,
+    PublisherUnavailable,
+    UnsafePublisherSettings,
+    WrongLender,
+)
 from streams.settings import Settings
 
 #: Bytes per partition batch (before compression). With the publisher's own batching, 32 KB to
@@ -110,40 +116,6 @@ def murmur2(data: bytes) -> int:
 def partition_for_key(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner picks for ``key`` among ``partitions``."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-class PublisherError(RegistryError, RuntimeError):
-    """Base of the publisher's errors."""
-
-    retriable = False
-
-
-class UnsafePublisherSettings(PublisherError):
-    """The publisher was asked to run without acks=all or without idempotence."""
-
-    retriable = False
-
-
-class WrongLender(PublisherError):
-    """A record names another lender than the one this publisher publishes as."""
-
-    retriable = False
-
-
-class PublisherUnavailable(PublisherError):
-    """The producer could not connect to any broker."""
-
-    retriable = True
-
-
-class PublishError(PublisherError):
-    """A record was not acknowledged by the broker."""
-
-    retriable = True
-
-    def __init__(self, message: str, *, topic: str | None = None) -> None:
-        super().__init__(message)
-        self.topic = topic
 
 
 class _Topic:

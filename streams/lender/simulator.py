@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from streams.cli.base import ExitCode, ascii_float, ascii_int, fail
-from streams.kafka.topics import BrokerUnavailable, TopicAdminError, ensure_lender_topics
+from streams.kafka.errors import BrokerUnavailable, TopicAdminError
+from streams.kafka.topics import ensure_lender_topics
+from streams.lender.errors import PublisherError, PublishError
 from streams.lender.ground_truth import TruthBuilder
-from streams.lender.publisher import LenderPublisher, PublisherError, PublishError
+from streams.lender.publisher import LenderPublisher
 from streams.lender.scenario import build_scenario, live_items
 from streams.lender.sim_types import ItemKind, SimItem, SimulationParams, SimulationResult
 from streams.runtime.progress import progress_bar

@@ -40,7 +40,7 @@ import prometheus_client as prom
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder
 
-from schemas.errors import RegistryError
+from streams.runtime.errors import MetricsError
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +62,6 @@ prom.disable_created_metrics()
 # hand-written registry enforced. prometheus_client itself now accepts any UTF-8 name.
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-
-
-class MetricsError(RegistryError, ValueError):
-    """A metric used against its declaration (wrong label count, bad name or buckets)."""
-
-    retriable = False
 
 
 class _Metric:

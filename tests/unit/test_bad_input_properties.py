@@ -29,7 +29,8 @@ from consumers.api.body import (
     parse_erasure_body,
     parse_frequency_body,
 )
-from schemas.codec import CONSENT_RECORD, LOAN_EVENT, CodecError, codec_for
+from schemas.codec import CONSENT_RECORD, LOAN_EVENT, codec_for
+from schemas.errors import CodecError
 from schemas.national_id import generate
 from schemas.records import ConsentRecord, LoanEvent
 from schemas.validation import ValidationLimits

@@ -20,14 +20,16 @@ from schemas.codec import (
     MAGIC,
     REJECTION,
     Codec,
-    EncodeError,
-    MalformedRecordError,
     SchemaCatalog,
-    UnknownRecordNameError,
-    UnknownSchemaError,
     codec_for,
     fingerprint,
     rabin64,
+)
+from schemas.errors import (
+    EncodeError,
+    MalformedRecordError,
+    UnknownRecordNameError,
+    UnknownSchemaError,
 )
 from schemas.reasons import RejectReason
 from schemas.records import ConsentAction, ConsentRecord, EventType, LoanEvent, Rejection

@@ -50,12 +50,24 @@ def test_every_family_root_states_retriable_itself(cls: type[BaseException]) -> 
 
 def test_outages_are_retriable_and_bad_input_is_not() -> None:
     from consumers.clickhouse.errors import ClickHouseRefused, ClickHouseUnavailable
-    from schemas.validation import ValidationError
-    from streams.kafka.topics import BrokerUnavailable, ReplicationRefused
-    from streams.lender.publisher import PublisherUnavailable, WrongLender
+    from schemas.errors import ValidationError
+    from streams.kafka.errors import BrokerUnavailable, ReplicationRefused
+    from streams.lender.errors import PublisherUnavailable, WrongLender
     from streams.settings import SettingsError
 
     assert [c.retriable for c in (ClickHouseUnavailable, BrokerUnavailable,
                                   PublisherUnavailable)] == [True, True, True]
     assert [c.retriable for c in (ClickHouseRefused, ReplicationRefused, WrongLender,
                                   ValidationError, SettingsError)] == [False] * 5
+
+
+#: errors that live beside the one thing that raises them (the room is that module)
+OWN_MODULE = {"streams.settings.SettingsError", "consumers.api.body.BodyError"}
+
+
+@pytest.mark.parametrize("cls", [c for c in ERRORS if not c.__qualname__.startswith("_")],
+                         ids=lambda c: f"{c.__module__}.{c.__qualname__}")
+def test_every_public_error_is_defined_in_its_rooms_errors_module(
+        cls: type[BaseException]) -> None:
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    assert cls.__module__.endswith(".errors") or name in OWN_MODULE, name

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import fast_encode
-from schemas.codec import LOAN_EVENT, EncodeError, SchemaCatalog, codec_for
+from schemas.codec import LOAN_EVENT, SchemaCatalog, codec_for
+from schemas.errors import EncodeError
 from schemas.fast_encode import WRITTEN_FOR, encode_loan_event
 from schemas.records import EventType, LoanEvent
 

@@ -9,6 +9,7 @@ import subprocess
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.runtime.errors import MetricsError
 from streams.runtime.metrics import (
     CONTENT_TYPE,
     METRICS,
@@ -16,7 +17,6 @@ from streams.runtime.metrics import (
     Gauge,
     Histogram,
     Metrics,
-    MetricsError,
     Registry,
 )
 

@@ -21,7 +21,8 @@ from schemas.fast_encode import encode_loan_event
 from schemas.national_id import generate
 from schemas.records import EventType, LoanEvent
 from streams.kafka.internals import batch_bytes
-from streams.lender.publisher import LenderPublisher, PublishError, murmur2, partition_for_key
+from streams.lender.errors import PublishError
+from streams.lender.publisher import LenderPublisher, murmur2, partition_for_key
 from streams.settings import Settings
 
 LENDER = "bank-a"

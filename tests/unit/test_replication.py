@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from streams.kafka.errors import ReplicationRefused, TopicAdminError
 from streams.kafka.topics import (
     ReplicationPlan,
-    ReplicationRefused,
-    TopicAdminError,
     faust_app_kwargs,
     faust_table_kwargs,
     lender_topic_configs,

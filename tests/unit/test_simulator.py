@@ -10,10 +10,11 @@ from statistics import mean
 
 import pytest
 
-from schemas.codec import LOAN_EVENT, MalformedRecordError, UnknownSchemaError, codec_for
+from schemas.codec import LOAN_EVENT, codec_for
+from schemas.errors import MalformedRecordError, UnknownSchemaError, ValidationError
 from schemas.reasons import RejectReason
 from schemas.records import ConsentAction, EventType
-from schemas.validation import ValidationError, ValidationLimits, check_loan_record
+from schemas.validation import ValidationLimits, check_loan_record
 from streams.lender.ground_truth import GroundTruth, TruthBuilder
 from streams.lender.scenario import MALFORMATIONS, build_scenario, generate_sequence
 from streams.lender.sim_types import ItemKind, SimItem, SimulationParams
@@ -195,7 +196,8 @@ def test_publisher_refuses_unsafe_overrides_and_other_lenders() -> None:
     import asyncio
 
     from schemas.records import LoanEvent
-    from streams.lender.publisher import LenderPublisher, UnsafePublisherSettings, WrongLender
+    from streams.lender.errors import UnsafePublisherSettings, WrongLender
+    from streams.lender.publisher import LenderPublisher
     from streams.settings import Settings
 
     settings = Settings()

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from schemas.errors import ValidationError
 from schemas.reasons import STREAM_REASONS, RejectReason
 from schemas.records import ConsentAction, ConsentRecord, EventType, LoanEvent
 from schemas.validation import (
     ISO_4217,
-    ValidationError,
     ValidationLimits,
     check_consent_record,
     check_loan_record,
