@@ -163,7 +163,7 @@ class RegistryStreams:
             partitions=settings.registry_partitions, pseudonymise=pseudonymise)
         self.consent_store = consent_store
         self.admission = Admission(dedup=self.dedup,
-                                   dedup_enabled=not settings.test_disable_dedup)
+                                   dedup_enabled=not settings.faults.disable_dedup)
         self.consent_ingest = ConsentIngest(
             topics=topics, limits=limits, partitions=settings.registry_partitions,
             pseudonymise=pseudonymise, store=consent_store,
@@ -171,7 +171,7 @@ class RegistryStreams:
         self.aggregator = Aggregator(
             BucketPolicy(Calendar(settings.tz), settings.grace_hours * HOUR_MS,
                          settings.hourly_state_hours * HOUR_MS,
-                         dedup=not settings.test_disable_dedup),
+                         dedup=not settings.faults.disable_dedup),
             AlertRules.standard(settings.alert_draws_24h, settings.alert_lenders_7d,
                                 settings.grace_hours * HOUR_MS),
         )

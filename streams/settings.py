@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.errors import RegistryError
@@ -110,6 +110,50 @@ def api_grants(raw: str, mode: str) -> dict[str, TokenGrant]:
     if not raw.strip() and mode == "local":
         return {LOCAL_DEV_TOKEN: TokenGrant(LOCAL_DEV_INSTITUTION, frozenset(Scope))}
     return parse_api_tokens(raw)
+
+
+class FaultSwitches(BaseSettings):
+    """TEST ONLY switches, one place for all of them: the fault and kill tests turn them on
+    through the environment of the worker they start. :class:`Settings` refuses any of them
+    outside local mode. Variables: ``FAULT_<FIELD>`` (``TEST_DISABLE_DEDUP`` for the one
+    negative control)."""
+
+    model_config = SettingsConfigDict(env_prefix="FAULT_", case_sensitive=False,
+                                      extra="ignore", populate_by_name=True)
+
+    kill_after_insert_cycles: int = Field(
+        0, ge=0, description="TEST ONLY: the worker SIGKILLs itself right after its N-th "
+        "ClickHouse insert, before committing the offsets (0 = never).",
+    )
+    disable_dedup: bool = Field(
+        False, validation_alias=AliasChoices("TEST_DISABLE_DEDUP", "disable_dedup"),
+        description="TEST ONLY negative control: no de-duplication (admission marks "
+        "and day-bucket event keys); results become wrong.",
+    )
+    clickhouse_down_after_s: float = Field(
+        0, ge=0, description="TEST ONLY: ClickHouse inserts and commands fail (as if the "
+        "server were down) from this many seconds after the worker opened ClickHouse ...",
+    )
+    clickhouse_down_for_s: float = Field(
+        0, ge=0, description="TEST ONLY: ... for this many seconds (0 = never).",
+    )
+    sink_poison_event_id: str = Field(
+        "", description="TEST ONLY: the sink gives the ledger row of this event id a borrower "
+        "that ClickHouse refuses (not a pseudonym), so that row is dead-lettered (empty = never).",
+    )
+    kill_during_erasure: bool = Field(
+        False, description="TEST ONLY: the worker SIGKILLs itself in the middle of an erasure "
+        "(after deleting from the first table).",
+    )
+
+    @staticmethod
+    def env_name(field: str) -> str:
+        """The environment variable of ``field``."""
+        return "TEST_DISABLE_DEDUP" if field == "disable_dedup" else f"FAULT_{field.upper()}"
+
+    def any_set(self) -> bool:
+        return any(getattr(self, name) != info.default
+                   for name, info in type(self).model_fields.items())
 
 
 class Settings(BaseSettings):
@@ -254,29 +298,11 @@ class Settings(BaseSettings):
         "`make run` starts (0 = unlimited).",
     )
 
-    # --- test-only switches (refused in production mode) ---------------------------------
-    fault_kill_after_insert_cycles: int = Field(
-        0, ge=0, description="TEST ONLY: the worker SIGKILLs itself right after its N-th "
-        "ClickHouse insert, before committing the offsets (0 = never).",
-    )
-    test_disable_dedup: bool = Field(
-        False, description="TEST ONLY negative control: no de-duplication (admission marks "
-        "and day-bucket event keys); results become wrong.",
-    )
-    fault_clickhouse_down_after_s: float = Field(
-        0, ge=0, description="TEST ONLY: ClickHouse inserts and commands fail (as if the "
-        "server were down) from this many seconds after the worker opened ClickHouse ...",
-    )
-    fault_clickhouse_down_for_s: float = Field(
-        0, ge=0, description="TEST ONLY: ... for this many seconds (0 = never).",
-    )
-    fault_sink_poison_event_id: str = Field(
-        "", description="TEST ONLY: the sink gives the ledger row of this event id a borrower "
-        "that ClickHouse refuses (not a pseudonym), so that row is dead-lettered (empty = never).",
-    )
-    fault_kill_during_erasure: bool = Field(
-        False, description="TEST ONLY: the worker SIGKILLs itself in the middle of an erasure "
-        "(after deleting from the first table).",
+    # --- test-only switches (refused outside local mode) ----------------------------------
+    faults: FaultSwitches = Field(
+        default_factory=lambda: FaultSwitches(),
+        description="TEST ONLY: the fault switches (:class:`FaultSwitches`), each read from "
+        "its own variable; refused outside local mode.",
     )
 
     @model_validator(mode="after")
@@ -288,13 +314,8 @@ class Settings(BaseSettings):
                 "the lender publisher requires acks=all with idempotence: anything weaker can "
                 "lose or duplicate loan events"
             )
-        if self.registry_mode == "production" and (
-            self.fault_kill_after_insert_cycles or self.test_disable_dedup
-            or self.fault_clickhouse_down_for_s or self.fault_clickhouse_down_after_s
-            or self.fault_sink_poison_event_id
-            or self.fault_kill_during_erasure
-        ):
-            raise SettingsError("test-only switches are refused in production mode")
+        if self.registry_mode != "local" and self.faults.any_set():
+            raise SettingsError("test-only switches are refused outside local mode")
         self._refuse_unsafe_tls()
         if self.hourly_state_hours > self.grace_hours:
             raise SettingsError("HOURLY_STATE_HOURS may not exceed GRACE_HOURS")

@@ -116,8 +116,8 @@ def connect(settings: Settings) -> ClickHouse:
         raise ClickHouseUnavailable(f"cannot open ClickHouse at {_safe(dsn)}: {exc}",
                                     code=cause.code, name=cause.name) from exc
     return ClickHouse(client, settings.clickhouse_database,
-                      down_after_s=settings.fault_clickhouse_down_after_s,
-                      down_for_s=settings.fault_clickhouse_down_for_s)
+                      down_after_s=settings.faults.clickhouse_down_after_s,
+                      down_for_s=settings.faults.clickhouse_down_for_s)
 
 
 def _safe(dsn: str) -> str:

@@ -151,7 +151,7 @@ class ClickHouseSink:
         self._calendar = Calendar(settings.tz)
         self._consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
-        self._poison_event_id = settings.fault_sink_poison_event_id or None
+        self._poison_event_id = settings.faults.sink_poison_event_id or None
         self.committed_cycles = 0
         #: newest admission time known to be in ClickHouse on every partition it consumed
         #: (None until the first batch landed or the first empty read)
@@ -347,13 +347,13 @@ class ClickHouseSink:
 
     def _maybe_inject_erasure_crash(self) -> None:
         """Test-only fault: die in the middle of an erasure (after the first table)."""
-        if self.settings.fault_kill_during_erasure:
+        if self.settings.faults.kill_during_erasure:
             log.warning("fault injection: SIGKILL during an erasure")
             os.kill(os.getpid(), signal.SIGKILL)
 
     def _maybe_inject_crash(self) -> None:
         """Test-only fault: die between the acknowledged insert and the offset commit."""
-        every = self.settings.fault_kill_after_insert_cycles
+        every = self.settings.faults.kill_after_insert_cycles
         if every and self.committed_cycles + 1 >= every:
             log.warning("fault injection: SIGKILL after insert, before commit")
             os.kill(os.getpid(), signal.SIGKILL)

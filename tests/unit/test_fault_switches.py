@@ -8,16 +8,30 @@ import pytest
 
 from consumers.clickhouse.client import ClickHouse
 from consumers.clickhouse.errors import ClickHouseUnavailable
-from streams.settings import Settings
+from streams.settings import FaultSwitches, Settings
 
 
-@pytest.mark.parametrize("switch", [{"fault_clickhouse_down_after_s": 5},
-                                    {"fault_clickhouse_down_for_s": 30},
-                                    {"fault_kill_after_insert_cycles": 3},
-                                    {"test_disable_dedup": True}])
+@pytest.mark.parametrize("switch", [{"clickhouse_down_after_s": 5},
+                                    {"clickhouse_down_for_s": 30},
+                                    {"kill_after_insert_cycles": 3},
+                                    {"kill_during_erasure": True},
+                                    {"sink_poison_event_id": "e-1"},
+                                    {"disable_dedup": True}])
 def test_production_refuses_test_switches(switch: dict) -> None:
     with pytest.raises(ValueError, match="test-only switches"):
-        Settings(registry_mode="production", pseudonym_key="k" * 32, **switch)
+        Settings(registry_mode="production", pseudonym_key="k" * 32,
+                 faults=FaultSwitches(**switch))
+
+
+def test_switches_are_read_from_their_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAULT_KILL_AFTER_INSERT_CYCLES", "4")
+    monkeypatch.setenv("TEST_DISABLE_DEDUP", "1")
+    faults = Settings().faults
+    assert (faults.kill_after_insert_cycles, faults.disable_dedup) == (4, True)
+    assert faults.any_set() and not FaultSwitches().model_copy(
+        update={"kill_after_insert_cycles": 0, "disable_dedup": False}).any_set()
+    assert [FaultSwitches.env_name(n) for n in ("disable_dedup", "kill_during_erasure")] == [
+        "TEST_DISABLE_DEDUP", "FAULT_KILL_DURING_ERASURE"]
 
 
 class _Client:

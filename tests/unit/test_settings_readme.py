@@ -2,10 +2,11 @@
 
 Every field of :class:`streams.settings.Settings` is read from the environment variable of its
 upper-cased name, so the table under README "## Configuration" must list exactly those
-variables, each with the model's default. Test-only switches (``test_*`` and ``fault_*``) are
-not excluded: they stay in the same table, and their description must begin with
-``TEST ONLY`` so that an operator cannot mistake one for a setting. The README is fixed when
-the two disagree, never the model.
+variables, each with the model's default. The test-only switches live in one nested model,
+:class:`streams.settings.FaultSwitches` (field ``faults``, no variable of its own), each read
+from its own variable (``FaultSwitches.env_name``); they stay in the same table, and their
+description must begin with ``TEST ONLY`` so that an operator cannot mistake one for a
+setting. The README is fixed when the two disagree, never the model.
 
 A second check keeps the model the only reader of the environment: no module of ``streams``,
 ``consumers`` or ``schemas`` besides ``streams/settings.py`` touches ``os.environ`` or
@@ -22,11 +23,19 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
-from streams.settings import REPO_ROOT, Settings
+from streams.settings import REPO_ROOT, FaultSwitches, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
-TEST_ONLY_PREFIXES = ("test_", "fault_")
+
+
+def _fields() -> dict[str, tuple[FieldInfo, bool]]:
+    """Variable -> (field, test only) for every configurable field, switches included."""
+    out = {name.upper(): (info, False) for name, info in Settings.model_fields.items()
+           if name != "faults"}
+    out.update({FaultSwitches.env_name(name): (info, True)
+                for name, info in FaultSwitches.model_fields.items()})
+    return out
 
 
 def _configuration_table() -> dict[str, tuple[str, str]]:
@@ -74,7 +83,7 @@ def _expected_default(field: FieldInfo) -> str:
 
 def test_table_lists_exactly_the_settings_fields() -> None:
     documented = set(_configuration_table())
-    configurable = {name.upper() for name in Settings.model_fields}
+    configurable = set(_fields())
     assert sorted(configurable - documented) == [], "settings missing from README"
     assert sorted(documented - configurable) == [], "README rows without a settings field"
 
@@ -82,24 +91,23 @@ def test_table_lists_exactly_the_settings_fields() -> None:
 def test_table_defaults_are_the_model_defaults() -> None:
     table = _configuration_table()
     wrong = {}
-    for name, field in Settings.model_fields.items():
-        if name.upper() not in table:
+    for name, (field, _) in _fields().items():
+        if name not in table:
             continue  # reported by test_table_lists_exactly_the_settings_fields
-        written = table[name.upper()][0]
+        written = table[name][0]
         expected = _expected_default(field)
         # "*(unset: min(3, brokers))*" explains what unset means; it is still unset.
         if expected == "*(unset)*" and written.startswith("*(unset"):
             continue
         if written != expected:
-            wrong[name.upper()] = (written, expected)
+            wrong[name] = (written, expected)
     assert wrong == {}, "README default (written, model)"
 
 
 def test_test_only_switches_are_marked() -> None:
     table = _configuration_table()
-    for name, field in Settings.model_fields.items():
-        test_only = name.startswith(TEST_ONLY_PREFIXES)
-        described = table.get(name.upper(), ("", "TEST ONLY" * test_only))[1]
+    for name, (field, test_only) in _fields().items():
+        described = table.get(name, ("", "TEST ONLY" * test_only))[1]
         assert described.startswith("TEST ONLY") == test_only, name
         assert (field.description or "").startswith("TEST ONLY") == test_only, name
 

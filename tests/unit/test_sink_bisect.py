@@ -121,8 +121,8 @@ def test_a_borrower_that_is_not_a_pseudonym_is_redacted_in_the_dead_letter() -> 
 
 
 def test_production_refuses_the_poison_switch() -> None:
-    from streams.settings import Settings
+    from streams.settings import FaultSwitches, Settings
 
     with pytest.raises(ValueError, match="test-only switches"):
         Settings(registry_mode="production", pseudonym_key="k" * 32,
-                 fault_sink_poison_event_id="e-1")
+                 faults=FaultSwitches(sink_poison_event_id="e-1"))
