@@ -112,6 +112,17 @@ def api_grants(raw: str, mode: str) -> dict[str, TokenGrant]:
     return parse_api_tokens(raw)
 
 
+def _env_value(value: object) -> str | None:
+    """``value`` written as the environment variable it was read from (None: unset)."""
+    if value is None:
+        return None
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 class FaultSwitches(BaseSettings):
     """TEST ONLY switches, one place for all of them: the fault and kill tests turn them on
     through the environment of the worker they start. :class:`Settings` refuses any of them
@@ -422,6 +433,30 @@ class Settings(BaseSettings):
         if self.registry_api_token is not None and self.registry_api_token.get_secret_value():
             return self.registry_api_token.get_secret_value()
         return self.token_with_scope(scope)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that makes another process (a worker, a CLI) build exactly these
+        settings: every field as the variable it is read from, the fault switches only when
+        set. Fields that are unset (None) are left out; :meth:`env_names` lists every name so
+        that a caller can drop inherited values first."""
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            if name == "faults":
+                continue
+            value = _env_value(getattr(self, name))
+            if value is not None:
+                env[name.upper()] = value
+        for name, info in FaultSwitches.model_fields.items():
+            value = getattr(self.faults, name)
+            if value != info.default:
+                env[FaultSwitches.env_name(name)] = str(_env_value(value))
+        return env
+
+    @classmethod
+    def env_names(cls) -> set[str]:
+        """Every environment variable the settings read (fault switches included)."""
+        return ({name.upper() for name in cls.model_fields if name != "faults"}
+                | {FaultSwitches.env_name(name) for name in FaultSwitches.model_fields})
 
     def kafka_ssl_context(self) -> ssl.SSLContext | None:
         """A fresh TLS client context for Kafka, or None without TLS.

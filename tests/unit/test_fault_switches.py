@@ -59,3 +59,19 @@ def test_clickhouse_fails_only_inside_the_window() -> None:
     ch.insert("t", [[1]], ["a"])
     assert client.calls == 2
     assert ClickHouse(client, "db")._down is None
+
+
+def test_a_subprocess_environment_rebuilds_the_same_settings(
+        monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    original = Settings(kafka_bootstrap="b1:9092,b2:9092", registry_partitions=3,
+                        registry_data_dir=tmp_path, lag_poll_seconds=0.2,
+                        pseudonym_key="p" * 32, max_amount="1234.50",
+                        faults=FaultSwitches(kill_after_insert_cycles=2))
+    for name in Settings.env_names():
+        monkeypatch.delenv(name, raising=False)
+    env = original.to_env()
+    assert env["FAULT_KILL_AFTER_INSERT_CYCLES"] == "2"
+    assert "FAULT_KILL_DURING_ERASURE" not in env  # switches only when set
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert Settings().model_dump() == original.model_dump()
