@@ -24,7 +24,7 @@ from pydantic.fields import FieldInfo
 
 from streams.settings import REPO_ROOT, Settings
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 README = REPO / "README.md"
 TEST_ONLY_PREFIXES = ("test_", "fault_")
 
