@@ -15,7 +15,7 @@ and reports every problem instead of stopping at the first:
   fixed types their size;
 * every branch of a writer union must resolve against the reader.
 
-``tests/unit/test_evolution.py`` backs the static check with real fastavro decoding.
+``tests/unit/schemas/test_evolution.py`` backs the static check with real fastavro decoding.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ What it writes is the Avro binary encoding of the fields in schema order - ``str
 zigzag-varint byte length + UTF-8, ``long`` as zigzag varint, the ``EventType`` enum as the
 varint of the symbol index, the ``["null", "string"]`` union as branch index + value - behind
 the same single-object header (``C3 01`` + fingerprint) as :class:`schemas.codec.Codec`. It is
-checked byte-for-byte against fastavro by ``tests/unit/test_fast_encode.py`` (a property test
-over arbitrary events) and, once per codec, by a canary comparison at first use.
+checked byte-for-byte against fastavro by ``tests/unit/schemas/test_fast_encode.py`` (a property
+test over arbitrary events) and, once per codec, by a canary comparison at first use.
 
 It applies ONLY while the current ``LoanEvent`` writer schema has the fingerprint it was written
 for (:data:`WRITTEN_FOR`). The check runs at first use and again whenever the catalog hands out

@@ -13,7 +13,7 @@ the person exists.
 Speed matters because every loan event is checked on the worker's hot path. The weights are
 ``2**(17-i) mod 11``; since ``13 ≡ 2 (mod 11)``, the weighted sum equals
 ``2 * int(first17, 13) (mod 11)``, which the C ``int()`` parser computes in ~0.1 µs instead of a
-17-step Python loop. ``tests/unit/test_national_id.py`` cross-checks it against the explicit
+17-step Python loop. ``tests/unit/schemas/test_national_id.py`` cross-checks it against the explicit
 weights.
 """
 

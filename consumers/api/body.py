@@ -1,9 +1,9 @@
 """Request bodies of the JSON API: bytes in, validated values or one 400 reason out.
 
 Pure functions (no I/O), shared by ``POST /api/v1/frequency`` and ``POST /api/v1/erasure`` and
-property-tested on arbitrary bytes (``tests/unit/test_api_body.py``). Whatever the bytes, they
-either return a value or raise :class:`BodyError`; nothing else escapes, so a handler answers
-400, never 500.
+property-tested on arbitrary bytes (``tests/unit/consumers/api/test_api_body.py``). Whatever the
+bytes, they either return a value or raise :class:`BodyError`; nothing else escapes, so a handler
+answers 400, never 500.
 
 Rules for every body:
 

@@ -2,7 +2,7 @@
 
 One Python dict, :data:`OPENAPI`, describes every route of :func:`consumers.api.server.build_app`:
 request bodies, answers with their JSON schemas (JSON Schema 2020-12, as OpenAPI 3.1 uses it),
-error codes and bearer authentication. ``tests/unit/test_openapi.py`` checks it with
+error codes and bearer authentication. ``tests/unit/consumers/api/test_openapi.py`` checks it with
 ``openapi-spec-validator`` and that every registered route is described; the integration tests
 validate the real answers of every route against it (``tests/support/openapi_check.py``), so the
 document cannot drift from the code.

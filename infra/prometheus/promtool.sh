@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # promtool (from Debian's `prometheus` package) for the metrics, rule and config checks of
-# tests/unit/test_prometheus_rules.py and tests/integration/test_metrics_scrape.py.
+# tests/unit/infra/test_prometheus_rules.py and tests/integration/test_metrics_scrape.py.
 #
 #   infra/prometheus/promtool.sh install   apt-get install prometheus when promtool is missing (needs root)
 #   infra/prometheus/promtool.sh path      print promtool's path; exit 1 if there is none

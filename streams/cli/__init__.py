@@ -2,7 +2,7 @@
 
 This module only wires subcommands, and imports a subcommand's module only when that
 subcommand runs: ``registry --help`` and the parsers load no Kafka, HTTP or ClickHouse client
-(``tests/unit/test_cli_imports.py`` holds that). Each entry of :data:`COMMANDS` names a
+(``tests/unit/streams/cli/test_cli_imports.py`` holds that). Each entry of :data:`COMMANDS` names a
 subcommand, its one-line help, and where it lives: ``"package.module"`` (the module defines
 ``add_parser(subparsers)`` returning its ``argparse`` parser, and ``run(args) -> int``) or
 ``"package.module:NAME"`` (an object ``NAME`` in that module with the same two attributes).

@@ -5,7 +5,7 @@ private attributes of its transport ``Consumer`` and offers no public accessor f
 registry needs them for its commit rule (:mod:`streams.kafka.faust_commits`) and its liveness check
 (:mod:`streams.app`). Each function names what it relies on, why the public API does not do
 the job, and the version it was checked against (``faust-streaming==0.15.3``).
-``tests/unit/test_third_party_internals.py`` pins those assumptions against the installed
+``tests/unit/project/test_third_party_internals.py`` pins those assumptions against the installed
 version, so an upgrade that breaks one fails the unit suite rather than a worker in production.
 """
 

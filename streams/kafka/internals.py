@@ -2,7 +2,7 @@
 
 Everything else uses aiokafka's public API. Each function here names the private attribute it
 relies on, why the public API does not do the job, and the aiokafka version it was checked
-against (``aiokafka==0.14.0``). ``tests/unit/test_third_party_internals.py`` pins those
+against (``aiokafka==0.14.0``). ``tests/unit/project/test_third_party_internals.py`` pins those
 assumptions against the installed version, so an upgrade that breaks one fails the unit suite
 rather than a worker in production.
 

@@ -89,8 +89,9 @@ _WORDS = tuple(struct.Struct(f"<{n}I") for n in range(65))  # keys up to 259 byt
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 (``org.apache.kafka.common.utils.Utils.murmur2``) as an unsigned int.
 
-    Same result as ``aiokafka.partitioner.murmur2`` (pinned by tests/unit/test_publisher.py),
-    about 1.8x faster: whole 32-bit words are unpacked at once instead of byte by byte.
+    Same result as ``aiokafka.partitioner.murmur2`` (pinned by
+    tests/unit/streams/lender/test_publisher.py), about 1.8x faster: whole 32-bit words are
+    unpacked at once instead of byte by byte.
     """
     length = len(data)
     h = 0x9747B28C ^ length

@@ -12,7 +12,7 @@ import yaml
 from streams.runtime.metrics import Metrics
 from tests.support.promql import dashboard_exprs, exposed_names, metric_names
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 GRAFANA = REPO / "infra" / "grafana"
 DASHBOARD = GRAFANA / "registry-dashboard.json"
 

@@ -23,7 +23,7 @@ from consumers.clickhouse.errors import (
     classify,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 
 _PROBE = r"""
 import datetime, json, sys

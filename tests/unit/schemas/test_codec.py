@@ -34,7 +34,7 @@ from schemas.errors import (
 from schemas.reasons import RejectReason
 from schemas.records import ConsentAction, ConsentRecord, EventType, LoanEvent, Rejection
 
-AVRO_DIR = Path(__file__).resolve().parents[2] / "schemas" / "avro"
+AVRO_DIR = Path(__file__).resolve().parents[3] / "schemas" / "avro"
 LONG = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 TEXT = st.text(max_size=80)
 IDS = st.builds(national_id.generate, st.randoms(use_true_random=False))

@@ -16,7 +16,7 @@ import pytest
 
 from streams.cli.base import ExitCode
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 ID = "11010519491231002X"
 E = ExitCode
 

@@ -14,7 +14,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from schemas.codec import LOAN_EVENT, SchemaCatalog, default_catalog
 from schemas.evolution import check_backward_compatible, check_family
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 V1 = json.loads((ROOT / "schemas" / "avro" / "loan_event.v1.avsc").read_text())
 INCOMPATIBLE = json.loads(
     (ROOT / "tests" / "fixtures" / "loan_event.v2.incompatible.avsc").read_text()

@@ -18,7 +18,7 @@ from schemas.errors import EncodeError
 from schemas.fast_encode import WRITTEN_FOR, encode_loan_event
 from schemas.records import EventType, LoanEvent
 
-AVRO_DIR = Path(__file__).resolve().parents[2] / "schemas" / "avro"
+AVRO_DIR = Path(__file__).resolve().parents[3] / "schemas" / "avro"
 LONG = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 # Any unicode except lone surrogates (which are not encodable as UTF-8 by either path).
 TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=200)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 HEAVY = ("aiohttp", "aiokafka", "clickhouse_connect", "chdb", "faust", "mode", "fastavro",
          "redis", "tqdm", "consumers.api.server", "streams.cli.worker", "streams.lender.publisher")
 PROBE = f"""

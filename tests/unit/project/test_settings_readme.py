@@ -25,7 +25,7 @@ from pydantic.fields import FieldInfo
 
 from streams.settings import REPO_ROOT, FaultSwitches, Settings
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 README = REPO / "README.md"
 
 

@@ -19,7 +19,7 @@ import yaml
 from streams.runtime.metrics import Metrics
 from tests.support.promql import exposed_names, metric_names, rule_exprs
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PROM = REPO / "infra" / "prometheus"
 ALERTS = PROM / "alerts.yml"
 RULE_TESTS = sorted((PROM / "tests").glob("*.yml"))

@@ -16,7 +16,7 @@ from streams.aggregation import Aggregator, StateCodec
 from streams.alerts import ALERT_SCHEMA, DAY_MS, DRAWS_24H, LENDERS_7D, AlertRules, alert_id
 from streams.buckets import BorrowerState, BucketPolicy, event_key
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 T0 = 1_790_000_000_000  # 2026-09-21, any instant will do
 BORROWER = "b" * 64
 GRACE_MS = 72 * HOUR_MS

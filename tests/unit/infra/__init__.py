@@ -1,0 +1,1 @@
+"""Unit tests of ``infra/``: Grafana dashboards, Prometheus rules, the Compose file."""

@@ -1,0 +1,1 @@
+"""Unit tests of ``streams/``; the stream core modules and settings at this level."""
