@@ -25,12 +25,13 @@ from functools import lru_cache
 
 from aiohttp import web
 
+from consumers.api.errors import ApiError
 from streams.runtime.metrics import METRICS
 from streams.settings import Scope, Settings, TokenGrant, api_grants
 
 security_log = logging.getLogger("registry.security")
 
-UNAUTHORIZED, FORBIDDEN = "unauthorized", "forbidden"
+UNAUTHORIZED, FORBIDDEN = ApiError.UNAUTHORIZED, ApiError.FORBIDDEN
 
 
 def _json_error(cls: type[web.HTTPException], body: dict[str, str],

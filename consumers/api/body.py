@@ -19,12 +19,11 @@ Rules for every body:
 
 from __future__ import annotations
 
-import enum
 import json
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.errors import RegistryError
+from consumers.api.errors import ApiError, BodyError
 from schemas.national_id import normalise
 
 #: Bounds of ``window_days`` (the same as :mod:`consumers.risk.frequency`'s).
@@ -33,26 +32,6 @@ MAX_WINDOW_DAYS = 400
 DEFAULT_WINDOW_DAYS = 30
 DEFAULT_PURPOSE = "loan_application"
 MAX_PURPOSE_CHARS = 64
-
-
-class BadRequest(enum.StrEnum):
-    """Reason codes of a 400 answer."""
-
-    INVALID_JSON = "invalid_json"
-    INVALID_BORROWER_ID = "invalid_borrower_id"
-    INVALID_WINDOW = "invalid_window"
-    INVALID_PURPOSE = "invalid_purpose"
-
-
-class BodyError(RegistryError):
-    """The body is refused: ``code`` (a :class:`BadRequest`) and a ``detail`` without any id."""
-
-    retriable = False
-
-    def __init__(self, code: BadRequest, detail: str) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,17 +65,17 @@ def json_object(raw: bytes) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise BodyError(BadRequest.INVALID_JSON, "the body is not UTF-8") from None
+        raise BodyError(ApiError.INVALID_JSON, "the body is not UTF-8") from None
     try:
         body: Any = json.loads(text.removeprefix("\ufeff"))
     except RecursionError:
-        raise BodyError(BadRequest.INVALID_JSON, "the body is nested too deeply") from None
+        raise BodyError(ApiError.INVALID_JSON, "the body is nested too deeply") from None
     except ValueError:
-        raise BodyError(BadRequest.INVALID_JSON, "the body is not valid JSON") from None
+        raise BodyError(ApiError.INVALID_JSON, "the body is not valid JSON") from None
     if not isinstance(body, dict):
-        raise BodyError(BadRequest.INVALID_JSON, "the body must be a JSON object")
+        raise BodyError(ApiError.INVALID_JSON, "the body must be a JSON object")
     if _has_lone_surrogate(body):
-        raise BodyError(BadRequest.INVALID_JSON,
+        raise BodyError(ApiError.INVALID_JSON,
                         "the body holds a lone surrogate escape (not valid Unicode)")
     return body
 
@@ -105,11 +84,11 @@ def borrower_id_of(body: dict[str, Any]) -> str:
     """``body["borrower_id"]`` normalised. Raises :class:`BodyError` (invalid_borrower_id)."""
     raw_id = body.get("borrower_id")
     if not isinstance(raw_id, str):
-        raise BodyError(BadRequest.INVALID_BORROWER_ID, "borrower_id must be a string")
+        raise BodyError(ApiError.INVALID_BORROWER_ID, "borrower_id must be a string")
     try:
         return normalise(raw_id)
     except ValueError as exc:
-        raise BodyError(BadRequest.INVALID_BORROWER_ID, str(exc)) from None
+        raise BodyError(ApiError.INVALID_BORROWER_ID, str(exc)) from None
 
 
 def parse_frequency_body(raw: bytes) -> FrequencyRequest:
@@ -124,13 +103,13 @@ def parse_frequency_body(raw: bytes) -> FrequencyRequest:
     if (isinstance(window, bool) or not isinstance(window, int)
             or not MIN_WINDOW_DAYS <= window <= MAX_WINDOW_DAYS):
         raise BodyError(
-            BadRequest.INVALID_WINDOW,
+            ApiError.INVALID_WINDOW,
             f"window_days must be an integer from {MIN_WINDOW_DAYS} to {MAX_WINDOW_DAYS}",
         )
     purpose = body.get("purpose", DEFAULT_PURPOSE)
     if not isinstance(purpose, str) or not purpose.strip() or len(purpose) > MAX_PURPOSE_CHARS:
         raise BodyError(
-            BadRequest.INVALID_PURPOSE,
+            ApiError.INVALID_PURPOSE,
             f"purpose must be a non-empty string of at most {MAX_PURPOSE_CHARS} characters",
         )
     return FrequencyRequest(borrower_id, window, purpose.strip())

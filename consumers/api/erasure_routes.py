@@ -48,7 +48,8 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from consumers.api.auth import authorizer
-from consumers.api.body import BodyError, parse_erasure_body
+from consumers.api.body import parse_erasure_body
+from consumers.api.errors import ApiError, BodyError
 from consumers.clickhouse.client import ClickHouse
 from consumers.clickhouse.erasure import erasure_status
 from consumers.clickhouse.errors import ClickHouseError
@@ -121,12 +122,12 @@ class ErasureHandler:
             await redis.set(self._request_key(request_id), str(consent_keys), ex=REQUEST_TTL_S)
         except (RedisError, OSError) as exc:
             log.warning("erasure %s failed in Redis: %s", request_id, type(exc).__name__)
-            return web.json_response({"error": "redis_unavailable"}, status=503)
+            return web.json_response({"error": ApiError.REDIS_UNAVAILABLE}, status=503)
         try:
             await self._send_command(borrower, request_id, institution)
         except (TimeoutError, KafkaError, OSError) as exc:
             log.warning("erasure %s: command not sent (%r)", request_id, exc)
-            return web.json_response({"error": "kafka_unavailable"}, status=503)
+            return web.json_response({"error": ApiError.KAFKA_UNAVAILABLE}, status=503)
         log.info("erasure %s by %s: command sent, %d consent keys deleted", request_id,
                  institution, consent_keys)
         deadline = time.monotonic() + self._settings.erasure_wait_seconds
@@ -151,15 +152,15 @@ class ErasureHandler:
         try:
             done = await self._status(request_id)
         except ClickHouseError:
-            return web.json_response({"error": "clickhouse_unavailable"}, status=503)
+            return web.json_response({"error": ApiError.CLICKHOUSE_UNAVAILABLE}, status=503)
         if done is not None:
             return web.json_response(done, headers={"Cache-Control": "no-store"})
         try:
             known = await self._redis_client().exists(self._request_key(request_id))
         except (RedisError, OSError):
-            return web.json_response({"error": "redis_unavailable"}, status=503)
+            return web.json_response({"error": ApiError.REDIS_UNAVAILABLE}, status=503)
         if not known:
-            return web.json_response({"error": "unknown_request",
+            return web.json_response({"error": ApiError.UNKNOWN_REQUEST,
                                       "detail": "no erasure with this request id"}, status=404)
         return web.json_response({"request_id": request_id, "status": "pending"}, status=202,
                                  headers={"Cache-Control": "no-store"})

@@ -8,8 +8,9 @@ normalised, pseudonymised at once and never logged nor echoed, not even in error
 Answers:
 
 * 200 — :meth:`FrequencyAnswer.to_json` (an unknown borrower answers with zeros).
-* 400 — ``{"error": CODE, "detail": "..."}`` with CODE one of :class:`BadRequest` (body rules,
-  including unknown fields and nesting: :mod:`consumers.api.body`).
+* 400 — ``{"error": CODE, "detail": "..."}`` with CODE one of
+  :data:`~consumers.api.errors.BODY_ERRORS` (body rules, including unknown fields and
+  nesting: :mod:`consumers.api.body`).
 * 401 — ``{"error": "unauthorized"}``: missing or unknown token.
 * 403 — ``{"error": "forbidden", ...}``: the token lacks scope ``frequency``
   (:mod:`consumers.api.auth`).
@@ -37,10 +38,10 @@ from consumers.api.body import (
     DEFAULT_PURPOSE,
     DEFAULT_WINDOW_DAYS,
     MAX_PURPOSE_CHARS,
-    BadRequest,
     parse_frequency_body,
 )
-from consumers.api.body import BodyError as _Problem
+from consumers.api.errors import ApiError
+from consumers.api.errors import BodyError as _Problem
 from consumers.clickhouse.client import ClickHouse
 from consumers.clickhouse.errors import ClickHouseError
 from consumers.risk.batcher import FrequencyBatcher
@@ -53,7 +54,7 @@ from streams.settings import Scope, Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_PURPOSE", "DEFAULT_WINDOW_DAYS", "MAX_PURPOSE_CHARS", "BadRequest",
+__all__ = ["DEFAULT_PURPOSE", "DEFAULT_WINDOW_DAYS", "MAX_PURPOSE_CHARS",
            "FrequencyHandler", "add_frequency_routes"]
 
 
@@ -93,7 +94,7 @@ class FrequencyHandler:
                 Ask(borrower, window_days, self._tz, today, as_of))
         except ClickHouseError as exc:
             log.warning("frequency query %s failed: %s", request_id, exc)
-            return web.json_response({"error": "clickhouse_unavailable"}, status=503)
+            return web.json_response({"error": ApiError.CLICKHOUSE_UNAVAILABLE}, status=503)
         METRICS.frequency_queries.inc(institution)
         METRICS.frequency_query_seconds.observe(time.perf_counter() - started)
         body = answer.to_json() | {"request_id": request_id}

@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from consumers.api.errors import BODY_ERRORS, ApiError
 from consumers.risk.frequency import MAX_WINDOW_DAYS, MIN_WINDOW_DAYS
 
 OPENAPI_PATH = "/api/v1/openapi.json"
@@ -39,13 +40,13 @@ _REQUEST_ID = {"type": "string", "minLength": 1, "maxLength": 64,
                               "generated id; audit rows carry it."}
 
 
-def _error(*codes: str) -> dict[str, Any]:
+def _error(*codes: ApiError) -> dict[str, Any]:
     """Schema of an error answer whose ``error`` is one of ``codes``."""
     return {
         "type": "object",
         "required": ["error"],
         "properties": {
-            "error": {"type": "string", "enum": list(codes)},
+            "error": {"type": "string", "enum": [str(c) for c in codes]},
             "detail": {"type": "string", "description": "Human-readable; never holds an id."},
         },
         "additionalProperties": False,
@@ -61,15 +62,15 @@ def _ref(name: str) -> dict[str, str]:
 
 
 _UNAUTHORIZED = _json_answer(
-    "Missing, malformed or unknown bearer token.", _error("unauthorized"),
+    "Missing, malformed or unknown bearer token.", _error(ApiError.UNAUTHORIZED),
     headers={"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},
 )
 _FORBIDDEN = _json_answer(
-    "The token is known but lacks the scope this route needs.", _error("forbidden"))
+    "The token is known but lacks the scope this route needs.", _error(ApiError.FORBIDDEN))
 
 
 def _protected(summary: str, description: str, operation_id: str, body: str,
-               answer: str, bad_request: tuple[str, ...], unavailable: tuple[str, ...]
+               answer: str, bad_request: tuple[ApiError, ...], unavailable: tuple[ApiError, ...]
                ) -> dict[str, Any]:
     return {"post": {
         "summary": summary,
@@ -100,8 +101,8 @@ def _erasure_post() -> dict[str, Any]:
         "once the audit row exists (waits up to 30 s), else 202. Idempotent: repeat it "
         "after a 503.",
         "erasure", "BorrowerRequest", "ErasureAnswer",
-        ("invalid_json", "invalid_borrower_id"),
-        ("kafka_unavailable", "redis_unavailable"),
+        (ApiError.INVALID_JSON, ApiError.INVALID_BORROWER_ID),
+        (ApiError.KAFKA_UNAVAILABLE, ApiError.REDIS_UNAVAILABLE),
     )
     route["post"]["responses"]["202"] = _json_answer(
         "The command was sent and is still on its way.", _ref("ErasurePending"))
@@ -329,8 +330,8 @@ OPENAPI: dict[str, Any] = {
             "last `window_days` local days, day by day. The inquiry is recorded before the "
             "answer is computed. An unknown borrower answers zeros.",
             "frequency", "FrequencyRequest", "FrequencyAnswer",
-            ("invalid_json", "invalid_borrower_id", "invalid_window", "invalid_purpose"),
-            ("clickhouse_unavailable",),
+            BODY_ERRORS,
+            (ApiError.CLICKHOUSE_UNAVAILABLE,),
         ),
         "/api/v1/erasure": _erasure_post(),
         "/api/v1/erasure/{request_id}": {"get": {
@@ -348,9 +349,10 @@ OPENAPI: dict[str, Any] = {
                 "401": _UNAUTHORIZED,
                 "403": _FORBIDDEN,
                 "404": _json_answer("No erasure with this request id.",
-                                    _error("unknown_request")),
+                                    _error(ApiError.UNKNOWN_REQUEST)),
                 "503": _json_answer("A store did not answer.",
-                                    _error("clickhouse_unavailable", "redis_unavailable")),
+                                    _error(ApiError.CLICKHOUSE_UNAVAILABLE,
+                                           ApiError.REDIS_UNAVAILABLE)),
             },
         }},
         "/subject-report": {
@@ -387,8 +389,8 @@ OPENAPI: dict[str, Any] = {
             "Events, consents, inquiries and erasures of the borrower, without the national "
             "id or the pseudonym. The report itself is recorded as an inquiry.",
             "subjectReport", "BorrowerRequest", "SubjectReport",
-            ("invalid_json", "invalid_borrower_id"),
-            ("clickhouse_unavailable", "redis_unavailable"),
+            (ApiError.INVALID_JSON, ApiError.INVALID_BORROWER_ID),
+            (ApiError.CLICKHOUSE_UNAVAILABLE, ApiError.REDIS_UNAVAILABLE),
         ),
         "/api/v1/lag": {"get": {
             "summary": "Consumer lag of every registry consumer group",
@@ -405,7 +407,7 @@ OPENAPI: dict[str, Any] = {
             }],
             "responses": {
                 "200": _json_answer("The latest sample.", _ref("LagSnapshot")),
-                "400": _json_answer("`points` is not an integer.", _error("invalid_points")),
+                "400": _json_answer("`points` is not an integer.", _error(ApiError.INVALID_POINTS)),
             },
         }},
         "/metrics": {"get": {

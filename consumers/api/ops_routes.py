@@ -25,6 +25,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from consumers.api.errors import ApiError
 from consumers.lag.monitor import LagMonitor
 from streams.runtime.metrics import Metrics
 
@@ -47,7 +48,7 @@ async def _lag_json(request: web.Request) -> web.Response:
         points = int(raw)
     except ValueError:
         return web.json_response(
-            {"error": "invalid_points", "detail": "points must be an integer"}, status=400)
+            {"error": ApiError.INVALID_POINTS, "detail": "points must be an integer"}, status=400)
     points = max(2, min(points, MAX_POINTS))
     snapshot = request.app[MONITOR_KEY].snapshot(max_points=points)
     return web.json_response(snapshot, headers={"Cache-Control": "no-store"})

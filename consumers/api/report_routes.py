@@ -36,6 +36,7 @@ from typing import Any
 from aiohttp import web
 
 from consumers.api.auth import authorizer
+from consumers.api.errors import ApiError
 from consumers.clickhouse.client import ClickHouse
 from consumers.clickhouse.errors import ClickHouseError
 from consumers.risk.inquiries import record_inquiry
@@ -77,11 +78,11 @@ class ReportHandler:
     async def _report(self, institution: str, raw_id: object, request_id: str
                       ) -> dict[str, Any]:
         if not isinstance(raw_id, str):
-            raise _Refused(400, "invalid_borrower_id", "borrower_id must be a string")
+            raise _Refused(400, ApiError.INVALID_BORROWER_ID, "borrower_id must be a string")
         try:
             borrower = self._pseudonymise(normalise(raw_id.strip()))
         except ValueError as exc:
-            raise _Refused(400, "invalid_borrower_id", str(exc)) from None
+            raise _Refused(400, ApiError.INVALID_BORROWER_ID, str(exc)) from None
         del raw_id
         now_ms = int(time.time() * 1000)
         try:
@@ -92,7 +93,7 @@ class ReportHandler:
                                            now_ms=now_ms)
         except ClickHouseError as exc:
             log.warning("subject report %s failed: %s", request_id, exc)
-            raise _Refused(503, "clickhouse_unavailable") from None
+            raise _Refused(503, ApiError.CLICKHOUSE_UNAVAILABLE) from None
         log.info("subject report %s for %s", request_id, institution)
         return {"request_id": request_id, "generated_at": format_timestamp(now_ms),
                 "pseudonym": borrower} | data
@@ -108,9 +109,9 @@ class ReportHandler:
             try:
                 body: Any = json.loads(await request.read())
             except (ValueError, UnicodeDecodeError):
-                raise _Refused(400, "invalid_json", "the body is not valid JSON") from None
+                raise _Refused(400, ApiError.INVALID_JSON, "the body is not valid JSON") from None
             if not isinstance(body, dict):
-                raise _Refused(400, "invalid_json", "the body must be a JSON object")
+                raise _Refused(400, ApiError.INVALID_JSON, "the body must be a JSON object")
             report = await self._report(institution, body.pop("borrower_id", None),
                                         self._request_id(request))
         except _Refused as refused:

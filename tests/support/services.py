@@ -155,20 +155,10 @@ def local_cluster(workdir: Path, heap: str = "384m") -> Iterator[LocalCluster]:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """Environment that makes a subprocess (worker, CLI) use ``settings``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "REDIS_"))}
-    env.update(
-        KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
-        REDIS_URL=settings.redis_url,
-        CLICKHOUSE_URL=settings.clickhouse_url,
-        CLICKHOUSE_DATABASE=settings.clickhouse_database,
-        KAFKA_NAMESPACE=settings.kafka_namespace,
-        REGISTRY_APP_ID=settings.registry_app_id,
-        REGISTRY_DATA_DIR=str(settings.registry_data_dir),
-        REGISTRY_PARTITIONS=str(settings.registry_partitions),
-        API_HOST=settings.api_host,
-        API_PORT=str(settings.api_port),
-        GRACE_HOURS=str(settings.grace_hours),
-        HOURLY_STATE_HOURS=str(settings.hourly_state_hours),
-    )
+    """Environment that makes a subprocess (worker, CLI) use ``settings``: this process's
+    environment without any variable the settings read, plus every field of ``settings``
+    (:meth:`Settings.to_env`)."""
+    names = Settings.env_names()
+    env = {k: v for k, v in os.environ.items() if k.upper() not in names}
+    env.update(settings.to_env())
     return env

@@ -62,7 +62,7 @@ def test_outages_are_retriable_and_bad_input_is_not() -> None:
 
 
 #: errors that live beside the one thing that raises them (the room is that module)
-OWN_MODULE = {"streams.settings.SettingsError", "consumers.api.body.BodyError"}
+OWN_MODULE = {"streams.settings.SettingsError"}
 
 
 @pytest.mark.parametrize("cls", [c for c in ERRORS if not c.__qualname__.startswith("_")],

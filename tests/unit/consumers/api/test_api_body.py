@@ -11,18 +11,17 @@ import pytest
 
 from consumers.api import body as api_body
 from consumers.api.body import (
-    BadRequest,
-    BodyError,
     FrequencyRequest,
     parse_erasure_body,
     parse_frequency_body,
 )
+from consumers.api.errors import ApiError, BodyError
 from consumers.risk import frequency
 
 BORROWER = "11010519491231002X"
 
 
-def refused(raw: bytes) -> tuple[BadRequest, BadRequest]:
+def refused(raw: bytes) -> tuple[ApiError, ApiError]:
     codes = []
     for parse in (parse_frequency_body, parse_erasure_body):
         with pytest.raises(BodyError) as info:
@@ -33,9 +32,9 @@ def refused(raw: bytes) -> tuple[BadRequest, BadRequest]:
 
 
 def test_deep_nesting_is_invalid_json() -> None:
-    assert refused(b"[" * 50_000) == (BadRequest.INVALID_JSON,) * 2
+    assert refused(b"[" * 50_000) == (ApiError.INVALID_JSON,) * 2
     deep = ('{{"borrower_id": "{}", "x": {}}}'.format(BORROWER, "[" * 5000 + "]" * 5000)).encode()
-    assert refused(deep) == (BadRequest.INVALID_JSON,) * 2
+    assert refused(deep) == (ApiError.INVALID_JSON,) * 2
 
 
 def test_unknown_shallow_fields_are_ignored() -> None:
@@ -56,7 +55,7 @@ def test_unknown_shallow_fields_are_ignored() -> None:
     b"1" * 5000,  # an integer too long to convert
 ])
 def test_bodies_that_are_not_valid_json_text(raw: bytes) -> None:
-    assert refused(raw) == (BadRequest.INVALID_JSON,) * 2
+    assert refused(raw) == (ApiError.INVALID_JSON,) * 2
 
 
 def test_bom_and_whitespace_around_the_id_are_accepted() -> None:
@@ -66,14 +65,14 @@ def test_bom_and_whitespace_around_the_id_are_accepted() -> None:
 
 
 @pytest.mark.parametrize("body, code", [
-    ({"borrower_id": "１１０１０５１９４９１２３１００２Ｘ"}, BadRequest.INVALID_BORROWER_ID),
-    ({"borrower_id": 110105194912310020}, BadRequest.INVALID_BORROWER_ID),
-    ({"borrower_id": BORROWER, "window_days": True}, BadRequest.INVALID_WINDOW),
-    ({"borrower_id": BORROWER, "window_days": 30.0}, BadRequest.INVALID_WINDOW),
-    ({"borrower_id": BORROWER, "window_days": 401}, BadRequest.INVALID_WINDOW),
-    ({"borrower_id": BORROWER, "purpose": " "}, BadRequest.INVALID_PURPOSE),
+    ({"borrower_id": "１１０１０５１９４９１２３１００２Ｘ"}, ApiError.INVALID_BORROWER_ID),
+    ({"borrower_id": 110105194912310020}, ApiError.INVALID_BORROWER_ID),
+    ({"borrower_id": BORROWER, "window_days": True}, ApiError.INVALID_WINDOW),
+    ({"borrower_id": BORROWER, "window_days": 30.0}, ApiError.INVALID_WINDOW),
+    ({"borrower_id": BORROWER, "window_days": 401}, ApiError.INVALID_WINDOW),
+    ({"borrower_id": BORROWER, "purpose": " "}, ApiError.INVALID_PURPOSE),
 ])
-def test_field_refusals(body: dict[str, object], code: BadRequest) -> None:
+def test_field_refusals(body: dict[str, object], code: ApiError) -> None:
     with pytest.raises(BodyError) as info:
         parse_frequency_body(json.dumps(body).encode())
     assert info.value.code == code and BORROWER[:10] not in info.value.detail

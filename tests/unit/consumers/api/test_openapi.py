@@ -11,7 +11,7 @@ from aiohttp import web
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from openapi_spec_validator.versions import consts, get_spec_version
 
-from consumers.api.frequency_routes import BadRequest
+from consumers.api.errors import BODY_ERRORS
 from consumers.api.openapi import OPENAPI, OPENAPI_PATH
 from consumers.api.server import build_app
 from consumers.lag.monitor import LagMonitor
@@ -60,7 +60,7 @@ def test_error_codes_match_the_code() -> None:
             "application/json"]["schema"]
         return schema["properties"]["error"]["enum"]
 
-    assert codes("/api/v1/frequency", "400") == [str(c) for c in BadRequest]
+    assert codes("/api/v1/frequency", "400") == [str(c) for c in BODY_ERRORS]
     for path in ("/api/v1/frequency", "/api/v1/erasure", "/api/v1/subject-report"):
         assert codes(path, "401") == ["unauthorized"]
         assert codes(path, "403") == ["forbidden"]
