@@ -21,8 +21,10 @@ same files are rendered for a sharded, replicated registry by :func:`render_for_
   lands on the shard that holds the row it repeats (replacing and deduplication are per
   shard).
 * ``CREATE VIEW`` gets ``ON CLUSTER``; ``ALTER TABLE t`` is applied to ``t_local`` and ``t``,
-  ``ON CLUSTER``. Any other statement is refused (:class:`MigrationError`): a migration that
-  cannot be rendered must say so rather than create a table on one server only.
+  ``ON CLUSTER``, except ``ALTER TABLE t MODIFY SETTING``: storage settings belong to the
+  MergeTree tables, so it goes to ``t_local`` only (the Distributed ``t`` has none of them).
+  Any other statement is refused (:class:`MigrationError`): a migration that cannot be
+  rendered must say so rather than create a table on one server only.
 
 Without a cluster the statements run exactly as written (the embedded path).
 """
@@ -57,6 +59,7 @@ _CREATE_VIEW = re.compile(r"^CREATE VIEW IF NOT EXISTS\s+(?P<name>\w+)\s+(?P<res
                           re.DOTALL | re.IGNORECASE)
 _ALTER_TABLE = re.compile(r"^ALTER TABLE\s+(?P<name>\w+)\s+(?P<rest>.*)$",
                           re.DOTALL | re.IGNORECASE)
+_MODIFY_SETTING = re.compile(r"^MODIFY\s+SETTING\b", re.IGNORECASE)
 _ORDER_BY = re.compile(r"\bORDER BY\s+(?P<key>\([^)]*\)|[\w]+)", re.IGNORECASE)
 _NON_REPLICATED = re.compile(r"\bnon_replicated_deduplication_window\s*=", re.IGNORECASE)
 _SETTINGS = re.compile(r"\bSETTINGS\b", re.IGNORECASE)
@@ -121,6 +124,8 @@ def render_for_cluster(statement: str, cluster: str, database: str) -> list[str]
     if view := _CREATE_VIEW.match(statement):
         return [f"CREATE VIEW IF NOT EXISTS {view['name']} {on} {view['rest']}"]
     if alter := _ALTER_TABLE.match(statement):
+        if _MODIFY_SETTING.match(alter["rest"]):
+            return [f"ALTER TABLE {alter['name']}_local {on} {alter['rest']}"]
         return [f"ALTER TABLE {alter['name']}_local {on} {alter['rest']}",
                 f"ALTER TABLE {alter['name']} {on} {alter['rest']}"]
     raise MigrationError(f"cannot render for cluster {cluster!r}: {statement[:80]!r}")

@@ -34,31 +34,29 @@ _CENT = Decimal("0.01")
 POINT_READ_SETTINGS: dict[str, Any] = {"max_threads": 1}
 
 #: ONE query for a batch of asks: the daily rows (kind 0) and the inquiries (kind 1) of every
-#: borrower in ``{b}``, over the union of their windows.
+#: borrower in ``{b}``, over the union of their windows, as stored: no aggregation in
+#: ClickHouse. Rows are few (a borrower's days and versions, its inquiries in the window) and
+#: the per-query GROUP BY cost more than the rows it saves (~15% of the read's CPU at 8 and 16
+#: borrowers, fresh and merged parts; README, Performance, "Risk API latency").
 #:
-#: Daily rows: highest version per day, like ``FINAL`` but without merging whole parts at read
-#: time (with unmerged parts ``FINAL`` cost ~70-100 ms against ~7 ms for this point-range
-#: GROUP BY, ``make bench``). Rows of one version are identical (versioned absolute rows), so
-#: ``argMax`` is exact.
+#: Daily rows: every stored version of a day; :func:`answer_batch` keeps the highest version
+#: per (borrower, day), like ``FINAL``/``argMax``. Rows of one version are identical (versioned
+#: absolute rows), so which of equal-version duplicates is kept does not matter.
 #:
-#: Inquiries: per (borrower, institution) the latest inquiry since the earliest window start;
-#: an institution counts for an ask when its latest inquiry is at or after that ask's start,
-#: which is exactly ``uniqExact(institution)`` over the ask's window.
+#: Inquiries: one row per inquiry since the earliest window start; an ask counts the distinct
+#: institutions whose inquiries are at or after its own start (``uniqExact(institution)``
+#: over the ask's window).
 _BATCH_SQL = (
-    "SELECT 0 AS kind, borrower, day, argMax(draws, version), "
-    "argMax(draw_amount_minor, version), argMax(repayments, version), "
-    "argMax(repaid_amount_minor, version), argMax(defaults, version), "
-    "argMax(lenders, version), toUnixTimestamp64Milli(argMax(last_draw_at, version)) "
+    "SELECT 0 AS kind, borrower, day, version, draws, draw_amount_minor, repayments, "
+    "repaid_amount_minor, defaults, lenders, toUnixTimestamp64Milli(last_draw_at) "
     "FROM borrower_daily "
     "WHERE borrower IN {b:Array(String)} AND day BETWEEN {start:Date} AND {end:Date} "
-    "GROUP BY borrower, day "
     "UNION ALL "
-    "SELECT 1 AS kind, borrower, toDate(0), 0, 0, 0, 0, 0, [institution], "
-    "toUnixTimestamp64Milli(max(inquired_at)) "
+    "SELECT 1 AS kind, borrower, toDate(0), 0, 0, 0, 0, 0, 0, [institution], "
+    "toUnixTimestamp64Milli(inquired_at) "
     "FROM inquiries "
     "WHERE borrower IN {b:Array(String)} "
-    "AND inquired_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC') "
-    "GROUP BY borrower, institution"
+    "AND inquired_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC')"
 )
 
 
@@ -197,15 +195,23 @@ def answer_batch(ch: QueryFacade, asks: list[Ask]) -> list[FrequencyAnswer]:
         "since_ms": min(since),
     }, settings=POINT_READ_SETTINGS)
     daily: dict[str, dict[date, tuple]] = {}
-    inquired: dict[str, list[int]] = {}
-    for kind, borrower, day, *values in rows:
+    versions: dict[tuple[str, date], int] = {}
+    inquired: dict[str, dict[str, int]] = {}
+    for kind, borrower, day, version, *values in rows:
         if kind == 0:
-            daily.setdefault(borrower, {})[_as_date(day)] = tuple(values)
+            key = (borrower, _as_date(day))
+            if version >= versions.get(key, -1):  # highest version of the day wins
+                versions[key] = version
+                daily.setdefault(borrower, {})[key[1]] = tuple(values)
         else:
-            inquired.setdefault(borrower, []).append(int(values[-1]))
+            institutions = inquired.setdefault(borrower, {})
+            (institution,), at = values[-2], int(values[-1])
+            if at > institutions.get(institution, -1):  # latest inquiry per institution
+                institutions[institution] = at
     return [
         _answer(ask, start, end, daily.get(ask.borrower, {}),
-                sum(1 for latest in inquired.get(ask.borrower, ()) if latest >= since_ms))
+                sum(1 for latest in inquired.get(ask.borrower, {}).values()
+                    if latest >= since_ms))
         for ask, (start, end), since_ms in zip(asks, bounds, since, strict=True)
     ]
 

@@ -97,6 +97,10 @@ def test_views_and_alters_go_on_cluster_and_others_are_refused() -> None:
     assert render_for_cluster("ALTER TABLE t ADD COLUMN IF NOT EXISTS x UInt8", "c", "db") == [
         "ALTER TABLE t_local ON CLUSTER `c` ADD COLUMN IF NOT EXISTS x UInt8",
         "ALTER TABLE t ON CLUSTER `c` ADD COLUMN IF NOT EXISTS x UInt8"]
+    # storage settings exist on the MergeTree tables only, not on the Distributed one
+    assert render_for_cluster("ALTER TABLE t MODIFY SETTING min_compress_block_size = 4096",
+                              "c", "db") == [
+        "ALTER TABLE t_local ON CLUSTER `c` MODIFY SETTING min_compress_block_size = 4096"]
     with pytest.raises(MigrationError):
         render_for_cluster("INSERT INTO t VALUES (1)", "c", "db")
 

@@ -26,13 +26,15 @@ TODAY = date(2026, 3, 1)  # the window crosses the end of a short February
 
 
 class FakeCH:
-    """Answers the one batch query with fixed rows: kind 0 daily rows, kind 1 (borrower,
-    institution, latest inquiry ms) rows, in the column layout of ``_BATCH_SQL``."""
+    """Answers the one batch query with fixed rows: kind 0 daily rows (version 1 unless a row
+    gives ``(version, row)``), kind 1 (borrower, institution, inquiry ms) rows, in the column
+    layout of ``_BATCH_SQL``."""
 
     def __init__(self, daily: list[tuple] | None = None,
                  inquiries: list[tuple[str, str, int]] | None = None) -> None:
-        self.rows = [(0, *row) for row in daily or []]
-        self.rows += [(1, b, date(1970, 1, 1), 0, 0, 0, 0, 0, [inst], ms)
+        self.rows = [(0, row[1][0], row[1][1], row[0], *row[1][2:]) if isinstance(row[0], int)
+                     else (0, row[0], row[1], 1, *row[2:]) for row in daily or []]
+        self.rows += [(1, b, date(1970, 1, 1), 0, 0, 0, 0, 0, 0, [inst], ms)
                       for b, inst, ms in inquiries or []]
         self.calls: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
 
@@ -138,3 +140,22 @@ def test_batch_answers_each_ask_from_its_own_borrower_window_and_inquiries() -> 
         1, 100, 1, 1)
     assert (q1.draws, q1.inquiring_institutions, q1.as_of_ms, p1.as_of_ms) == (5, 1, 7, None)
     assert answer_batch(ch, []) == [] and len(ch.calls) == 1
+
+
+def test_highest_version_of_a_day_wins_whatever_the_row_order() -> None:
+    """Daily rows come as stored (unmerged parts hold several versions of a day): the answer
+    uses the highest version only, and an institution counts once however often it asked."""
+    day1 = _ms(datetime(2026, 2, 28, 16, tzinfo=UTC))
+    rows = [(2, ("p", TODAY, 3, 300, 1, 50, 0, ["b"], day1 + 9)),
+            (1, ("p", TODAY, 1, 100, 0, 0, 0, ["a"], day1 + 1)),
+            (3, ("p", date(2026, 2, 28), 1, 10, 0, 0, 1, ["a"], None)),
+            (1, ("p", date(2026, 2, 28), 7, 70, 0, 0, 0, ["c"], day1 - 5))]
+    start = day1 - 86_400_000  # local midnight of the window's first day
+    inquiries = [("p", "bank-a", day1 + 1), ("p", "bank-a", start), ("p", "bank-b", start - 1)]
+    answer = frequency(FakeCH(rows, inquiries), borrower="p", window_days=2, tz=SHANGHAI,
+                       today=TODAY)
+    assert (answer.draws, answer.draw_amount_minor, answer.repayments, answer.defaults) == (
+        4, 310, 1, 1)
+    assert (answer.distinct_lenders, answer.last_draw_at_ms) == (2, day1 + 9)
+    assert answer.inquiring_institutions == 1
+    assert [d.draws for d in answer.daily] == [1, 3]
