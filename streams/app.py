@@ -9,16 +9,20 @@
                                                                \\-> registry.alerts
                                                                \\-> lenders.<L>.rejected
 
-The ``borrowers`` agent handles one batch record per iteration (hundreds to thousands of
-events of one partition): de-duplication, the consent barrier and check
-(:mod:`streams.admission`), then the per-borrower event-time windows and velocity alerts
-(:mod:`streams.aggregation`), each touched borrower's state written once per record. Faust's
-per-message cost (~80-170 µs of CPU, see the README's Performance section) is thus paid per
-batch record, not per lender event; the lender topics are read by bulk intake
-(:mod:`streams.intake`), which also picks up new lenders by pattern without a restart.
+The ``borrowers`` agent handles up to ``TAKE_RECORDS`` batch records per iteration (each
+hundreds to thousands of events of one partition): de-duplication, the consent barrier and
+check (:mod:`streams.admission`), then the per-borrower event-time windows and velocity alerts
+(:mod:`streams.aggregation`), each touched borrower's state written once per record, and the
+outputs of the iteration awaited once. Faust's per-message cost (~80-170 µs of CPU, see the
+README's Performance section) is thus paid per batch record, not per lender event; the lender
+topics are read by bulk intake (:mod:`streams.intake`), which also picks up new lenders by
+pattern without a restart.
 
-Guarantees (at-least-once delivery made exact by idempotent steps): Faust flushes the producer
-before it commits source offsets, so every output of a committed input exists. A crash between
+Guarantees (at-least-once delivery made exact by idempotent steps): the agent awaits the
+broker's acknowledgement of every output of an iteration (activity, alerts, rejections, state
+changelog records) before Faust acknowledges its records, and Faust commits only offsets whose
+records were acknowledged, none it skipped (:mod:`streams.kafka.faust_commits`), so every
+output of a committed input exists. A crash between
 output and commit replays the input; each step recognises its replays (dedup marks carry the
 source position, day buckets remember event keys, rows are versioned), so replays never count
 twice. Faust's windowed tables are not used: event-time state lives in one plain table whose
