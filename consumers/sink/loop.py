@@ -272,12 +272,15 @@ class ClickHouseSink:
                        dedup_token=f"{DEAD_LETTERS}:{token}")
         METRICS.sink_dead_letters.inc(table, amount=len(letters))
 
-    async def _write_until_done(self, batch: Batch) -> None:
+    async def _write_until_done(self, batch: Batch) -> bool:
+        """Write ``batch``, retrying outages with back-off. Returns False if the sink was
+        stopped while waiting to retry (the batch is then not written and its offsets must not
+        be committed); raises a non-retriable :class:`ClickHouseError`."""
         delay = 0.5
         while True:
             try:
                 await asyncio.to_thread(self._write, batch)
-                return
+                return True
             except ClickHouseError as exc:
                 if not exc.retriable:
                     # the message is not logged: ClickHouse quotes offending values in it
@@ -289,7 +292,7 @@ class ClickHouseSink:
                             exc, delay)
                 try:
                     await asyncio.wait_for(self._stopping.wait(), delay)
-                    raise asyncio.CancelledError  # stopping: leave offsets uncommitted
+                    return False  # stopping: leave the offsets uncommitted
                 except TimeoutError:
                     pass
                 delay = min(delay * 2, 10.0)
@@ -325,7 +328,8 @@ class ClickHouseSink:
                     if not self._stopping.is_set():
                         self.as_of_ms = max(self.as_of_ms or 0, int(time.time() * 1000))
                     continue
-                await self._write_until_done(batch)
+                if not await self._write_until_done(batch):
+                    break
                 self._maybe_inject_crash()
                 try:
                     await consumer.commit({tp: last + 1 for tp, (_, last) in
@@ -337,8 +341,6 @@ class ClickHouseSink:
                 self.committed_cycles += 1
                 if batch.newest_admitted_ms:
                     self.as_of_ms = max(self.as_of_ms or 0, batch.newest_admitted_ms)
-        except asyncio.CancelledError:
-            pass
         finally:
             await consumer.stop()
 
