@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import logging
 import os
 import signal
@@ -184,14 +185,28 @@ class ClickHouseSide(Service):
             os.close(self._lock_fd)
 
 
+def freeze_startup_objects() -> None:
+    """Take every object alive once the worker is built (modules, the Faust app, clients) out
+    of the cyclic garbage collector's scans (:func:`gc.freeze`).
+
+    Every stage of a worker shares one event loop, so a full (generation 2) collection stalls
+    all of them. Measured live at 1,000 events/s on this 2-core machine: pauses of 67-205 ms
+    before, 35-92 ms after; append -> ``registry.validated`` p99 288-485 ms before, 207 ms
+    after. Frozen objects are still freed by reference counting; only cycles among them that
+    become garbage later would stay, and what exists at start-up lives as long as the worker.
+    """
+    gc.freeze()
+
+
 def run_worker(settings: Settings, *, loglevel: str = "info", role: str = "all") -> int:
     """Run ``role``'s halves until SIGINT/SIGTERM; returns the exit status."""
     if role not in ROLES:
         raise ValueError(f"unknown worker role {role!r}; expected one of {', '.join(ROLES)}")
     if role == "ops":
         side = ClickHouseSide(settings)
-        mode.Worker(side, loglevel=loglevel, quiet=True,
-                    redirect_stdouts=False).execute_from_commandline()
+        ops_worker = mode.Worker(side, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+        freeze_startup_objects()
+        ops_worker.execute_from_commandline()
         return 0
     # refuses (ReplicationRefused) a plan that would give the changelog too few replicas
     plan = replication_plan_sync(settings)
@@ -202,6 +217,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info", role: str = "all")
         services.append(ClickHouseSide(settings))
     worker = faust.Worker(streams.app, *services, loglevel=loglevel, quiet=True,
                           redirect_stdouts=False)
+    freeze_startup_objects()
     worker.execute_from_commandline()
     return 0
 
