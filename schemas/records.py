@@ -157,6 +157,25 @@ class Rejection:
         )
 
 
+def rejection(msg_topic: str, partition: int, offset: int, lender_id: str,
+              reason: RejectReason, detail: str, event_id: str | None, now_ms: int) -> Rejection:
+    """A dead-letter notice for one source message (never any borrower data)."""
+    return Rejection(lender_id=lender_id, reason=reason, detail=detail, source_topic=msg_topic,
+                     source_partition=partition, source_offset=offset,
+                     event_id=event_id[:64] if event_id else None, rejected_at_ms=now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One message from a lender topic, with its coordinates and broker append time."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    value: bytes | None
+
+
 def format_timestamp(ms: int) -> str:
     """Epoch milliseconds as RFC 3339 UTC with milliseconds: ``"2026-11-22T14:00:00.000Z"``."""
     seconds, millis = divmod(ms, 1000)

@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.reasons import RejectReason
-from schemas.records import Rejection
+from schemas.records import Rejection, rejection
 from streams.dedup import DedupStore, Seen
-from streams.intake.validate import rejection
 from streams.runtime.redis_client import until_redis_answers
 
 

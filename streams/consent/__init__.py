@@ -5,6 +5,6 @@ Owns the consent ingest (decode, validate, bind the lender, pseudonymise, store:
 change is in force (:mod:`streams.consent.store`), the barrier that holds loan events until the
 consent read before them is stored (:mod:`streams.consent.barrier`) and the agent that reads
 ``lenders.<L>.consent`` (:mod:`streams.consent.agent`). May import ``schemas``,
-:mod:`streams.settings`, :mod:`streams.runtime`, :mod:`streams.kafka` and the intake's record
-types (:mod:`streams.intake.validate`); not the Faust app, the CLI or ``consumers``.
+:mod:`streams.settings`, :mod:`streams.runtime` and :mod:`streams.kafka`; not intake (which
+stands above it and uses the barrier and store), the Faust app, the CLI or ``consumers``.
 """

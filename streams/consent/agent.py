@@ -24,8 +24,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from schemas.codec import REJECTION, codec_for
+from schemas.records import Incoming
 from streams.consent.ingest import ConsentIngest
-from streams.intake.validate import Incoming
 from streams.kafka.read_commit import commit_read, read_again
 from streams.runtime.metrics import METRICS
 from streams.settings import Settings

@@ -18,11 +18,10 @@ from schemas.codec import CONSENT_RECORD, codec_for
 from schemas.errors import CodecError, ValidationError
 from schemas.pseudonym import Pseudonymiser, partition_of
 from schemas.reasons import RejectReason
-from schemas.records import ConsentAction, Rejection
+from schemas.records import ConsentAction, Incoming, Rejection
 from schemas.topics import TopicNames
 from schemas.validation import ValidationLimits, check_consent_record
 from streams.consent.store import ConsentStore
-from streams.intake.validate import Incoming
 from streams.runtime.redis_client import until_redis_answers
 
 

@@ -41,9 +41,9 @@ from aiokafka.errors import KafkaError
 
 from schemas.codec import REJECTION, codec_for
 from schemas.reasons import RejectReason
-from schemas.records import Rejection
+from schemas.records import Incoming, Rejection
 from streams.intake.consent_gate import ConsentGate
-from streams.intake.validate import Incoming, Validator
+from streams.intake.validate import Validator
 from streams.kafka.read_commit import commit_read, read_again
 from streams.runtime.metrics import METRICS
 from streams.settings import Settings

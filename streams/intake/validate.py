@@ -25,20 +25,9 @@ from schemas.codec import LOAN_EVENT, codec_for
 from schemas.errors import CodecError, ValidationError
 from schemas.pseudonym import Pseudonymiser, partition_of
 from schemas.reasons import RejectReason
-from schemas.records import Rejection
+from schemas.records import Incoming, Rejection, rejection
 from schemas.topics import TopicNames
 from schemas.validation import ValidationLimits, check_loan_record
-
-
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    """One message from a lender topic, with its coordinates and broker append time."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    value: bytes | None
 
 
 @dataclass(slots=True)
@@ -50,14 +39,6 @@ class IntakeResult:
     rejections: list[Rejection] = field(default_factory=list)
     #: lender -> messages read
     events_in: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-
-
-def rejection(msg_topic: str, partition: int, offset: int, lender_id: str,
-              reason: RejectReason, detail: str, event_id: str | None, now_ms: int) -> Rejection:
-    """A dead-letter notice for one source message (never any borrower data)."""
-    return Rejection(lender_id=lender_id, reason=reason, detail=detail, source_topic=msg_topic,
-                     source_partition=partition, source_offset=offset,
-                     event_id=event_id[:64] if event_id else None, rejected_at_ms=now_ms)
 
 
 class Validator:

@@ -1,6 +1,8 @@
-"""The import contracts of ``pyproject.toml`` hold (issue 18): ``schemas`` imports nothing of
-ours, ``streams`` imports ``consumers`` only in its composition modules, and the product imports
-neither ``tests`` (nor its ``tests.support`` helpers) nor ``bench``.
+"""The import contracts of ``pyproject.toml`` hold (issue 18): ``consumers`` above ``streams``
+above ``schemas`` (``streams`` imports ``consumers`` only in its composition modules), the rooms
+of ``streams`` in exhaustive layers, ``consumers`` reaching ``streams`` only through settings,
+runtime and the consent store, and the product importing neither ``tests`` (nor its
+``tests.support`` helpers) nor ``bench``.
 
 ``make lint`` runs the same ``lint-imports``; this test makes ``make test`` (and so CI) fail
 too when a new import breaks a contract.
