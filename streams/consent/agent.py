@@ -21,12 +21,10 @@ import logging
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
 from schemas.codec import REJECTION, codec_for
-from schemas.records import Incoming
 from streams.consent.ingest import ConsentIngest
-from streams.kafka.read_commit import commit_read, read_again
+from streams.kafka.read_commit import SendOrReadAgain, commit_read, incoming
 from streams.runtime.metrics import METRICS
 from streams.settings import Settings
 
@@ -68,25 +66,17 @@ class ConsentConsumer:
         await consumer.start()
         await producer.start()
         consumer.subscribe(pattern=self.settings.topics.consent_pattern)
-        delay = 0.5
+        send_or_read_again = SendOrReadAgain("consent")
         try:
             while not self._stopping.is_set():
                 records = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
-                batch = [Incoming(r.topic, r.partition, r.offset, r.timestamp, r.value)
-                         for tp in sorted(records) for r in records[tp]]
+                batch = incoming(records)
                 if not batch:
                     continue
                 result = await self.ingest.ingest(batch)
-                try:
-                    await self._send(producer, result)
-                except KafkaError as exc:
-                    log.warning("consent: send failed (%r); reading the batch again in %.1fs",
-                                exc, delay)
-                    read_again(consumer, records)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
+                if not await send_or_read_again(
+                        consumer, records, self._send(producer, result)):
                     continue
-                delay = 0.5
                 for rej in result.rejections:
                     METRICS.events_rejected.inc(rej.lender_id, str(rej.reason))
                 for (lender, action), n in result.recorded.items():

@@ -41,10 +41,10 @@ from aiokafka.errors import KafkaError
 
 from schemas.codec import REJECTION, codec_for
 from schemas.reasons import RejectReason
-from schemas.records import Incoming, Rejection
+from schemas.records import Rejection
 from streams.intake.consent_gate import ConsentGate
 from streams.intake.validate import Validator
-from streams.kafka.read_commit import commit_read, read_again
+from streams.kafka.read_commit import SendOrReadAgain, commit_read, incoming
 from streams.runtime.metrics import METRICS
 from streams.settings import Settings
 
@@ -145,27 +145,18 @@ class BulkIntake:
         await consumer.start()
         await producer.start()
         consumer.subscribe(pattern=settings.topics.loans_pattern)
-        delay = 0.5
+        send_or_read_again = SendOrReadAgain("intake")
         try:
             while not self._stopping.is_set():
                 records = await consumer.getmany(timeout_ms=200,
                                                  max_records=settings.admission_batch)
                 if not records:
                     continue
-                batch = [Incoming(r.topic, r.partition, r.offset, r.timestamp, r.value)
-                         for tp in sorted(records) for r in records[tp]]
-                result = self.validator.validate(batch)
+                result = self.validator.validate(incoming(records))
                 await self.gate.redact_unconsented(result)
-                try:
-                    await self._send_all(producer, result)
-                except KafkaError as exc:
-                    log.warning("intake: send failed (%r); reading the batch again in %.1fs",
-                                exc, delay)
-                    read_again(consumer, records)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
+                if not await send_or_read_again(
+                        consumer, records, self._send_all(producer, result)):
                     continue
-                delay = 0.5
                 await commit_read(consumer, records, "intake")
                 for lender, n in result.events_in.items():
                     METRICS.events_in.inc(lender, amount=n)

@@ -11,12 +11,15 @@ commit is logged, never raised.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from schemas.records import Incoming
 
 log = logging.getLogger(__name__)
 
@@ -45,3 +48,38 @@ def read_again(consumer: AIOKafkaConsumer,
     for tp, msgs in records.items():
         if tp in owned:
             consumer.seek(tp, msgs[0].offset)
+
+
+def incoming(records: Mapping[TopicPartition, Sequence[Any]]) -> list[Incoming]:
+    """The records of one ``getmany`` as :class:`Incoming`, partition by partition."""
+    return [Incoming(r.topic, r.partition, r.offset, r.timestamp, r.value)
+            for tp in sorted(records) for r in records[tp]]
+
+
+class SendOrReadAgain:
+    """Sends the outputs of one bulk read; if the broker refuses them, the read is done again.
+
+    A failed send must never be committed over: the still-assigned partitions are sought back
+    to the read's first record (:func:`read_again`) and the loop waits, 0.5 s doubling up to
+    10 s, before it reads again; the first send that succeeds resets the wait."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.delay = 0.5
+
+    async def __call__(self, consumer: AIOKafkaConsumer,
+                       records: Mapping[TopicPartition, Sequence[Any]],
+                       sending: Awaitable[None]) -> bool:
+        """True once ``sending`` (the read's sends, acknowledged) succeeded; False after a
+        refused send (read again)."""
+        try:
+            await sending
+        except KafkaError as exc:
+            log.warning("%s: send failed (%r); reading the batch again in %.1fs", self.what,
+                        exc, self.delay)
+            read_again(consumer, records)
+            await asyncio.sleep(self.delay)
+            self.delay = min(self.delay * 2, 10.0)
+            return False
+        self.delay = 0.5
+        return True
