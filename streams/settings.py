@@ -452,6 +452,17 @@ class Settings(BaseSettings):
                 env[FaultSwitches.env_name(name)] = str(_env_value(value))
         return env
 
+    def child_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment of a child process (a worker, a CLI, an ``infra/`` script): this
+        process's own without any variable the settings read, plus these settings
+        (:meth:`to_env`) and ``extra`` (e.g. the infra scripts' own variables). The one
+        place besides the settings' own reading that touches the environment."""
+        names = self.env_names()
+        env = {k: v for k, v in os.environ.items() if k.upper() not in names}
+        env.update(self.to_env())
+        env.update(extra or {})
+        return env
+
     @classmethod
     def env_names(cls) -> set[str]:
         """Every environment variable the settings read (fault switches included)."""
@@ -517,14 +528,6 @@ class Settings(BaseSettings):
             password=self.kafka_sasl_password.get_secret_value(),
             ssl_context=context, mechanism="SCRAM-SHA-512",
         )
-
-
-def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
-    """The environment of a child process: this process's own, so that a registry child builds
-    the same :class:`Settings`, plus ``extra`` (variables of the ``infra/`` scripts, which are
-    no registry settings). The one place besides :class:`Settings` that touches the
-    environment."""
-    return {**os.environ, **extra}
 
 
 @lru_cache(maxsize=1)

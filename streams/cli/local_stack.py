@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from streams.settings import REPO_ROOT, child_environment, get_settings
+from streams.settings import REPO_ROOT, get_settings
 
 KAFKA = REPO_ROOT / "infra" / "kafka" / "kafka.sh"
 REDIS = REPO_ROOT / "infra" / "redis" / "redis.sh"
@@ -28,9 +28,8 @@ def main() -> int:
     settings = get_settings()
     data = settings.registry_data_dir
     data.mkdir(parents=True, exist_ok=True)
-    # The infra scripts' own variables, derived from the settings; the worker and simulator
-    # inherit this process's environment and so read the same settings.
-    env = child_environment({
+    # These settings for the worker and simulator, plus the infra scripts' own variables
+    env = settings.child_env({
         "KAFKA_PORT": _port(settings.kafka_bootstrap.split(",")[0]),
         "KAFKA_DATA_DIR": str(data / "kafka"),
         "REDIS_PORT": _port(settings.redis_url.rsplit("/", 1)[0]),

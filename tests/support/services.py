@@ -155,10 +155,5 @@ def local_cluster(workdir: Path, heap: str = "384m") -> Iterator[LocalCluster]:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """Environment that makes a subprocess (worker, CLI) use ``settings``: this process's
-    environment without any variable the settings read, plus every field of ``settings``
-    (:meth:`Settings.to_env`)."""
-    names = Settings.env_names()
-    env = {k: v for k, v in os.environ.items() if k.upper() not in names}
-    env.update(settings.to_env())
-    return env
+    """Environment that makes a subprocess (worker, CLI) use ``settings``."""
+    return settings.child_env()
