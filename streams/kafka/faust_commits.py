@@ -20,6 +20,7 @@ again (``streams.app``), so the record is processed late, never lost.
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from typing import Any
 
 from streams.kafka.faust_internals import committed_offset, pending_acks, replace_commit_rule
@@ -37,24 +38,18 @@ def next_commit(acked: list[int], acked_index: set[int], committed: int | None) 
     as the start, as Faust does. Returns one past the end of the contiguous run that starts at
     ``committed``, or None when the record at ``committed`` is not processed yet.
     """
-    if not acked:
-        return None
     acked.sort()
-    start = acked[0]
-    if committed is not None and start != committed:
-        if start > committed:
-            return None
-        # offsets below the committed one are re-deliveries: drop them, they are done
-        done = [o for o in acked if o < committed]
-        del acked[:len(done)]
-        acked_index.difference_update(done)
-        return next_commit(acked, acked_index, committed)
-    end = start
-    for offset in acked[1:]:
-        if offset != end + 1:
-            break
-        end = offset
-    run = end - start + 1
+    if committed is not None:
+        # offsets below the committed one are re-deliveries of committed work: done
+        done = bisect_left(acked, committed)
+        acked_index.difference_update(acked[:done])
+        del acked[:done]
+    if not acked or (committed is not None and acked[0] != committed):
+        return None
+    run = 1
+    while run < len(acked) and acked[run] == acked[0] + run:
+        run += 1
+    end = acked[run - 1]
     acked_index.difference_update(acked[:run])
     del acked[:run]
     return end + 1
