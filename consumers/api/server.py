@@ -35,8 +35,14 @@ def build_app(settings: Settings, ch: ClickHouse, monitor: LagMonitor,
     return app
 
 
+#: seconds a stopping server waits for requests in flight
+SHUTDOWN_TIMEOUT_S = 5.0
+
+
 async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None)
+    # a stopping worker waits at most this long for requests in flight (aiohttp's default, 60 s,
+    # outlasts the 40 s a supervisor or test gives a worker before SIGKILL)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner
