@@ -34,6 +34,8 @@ class EventType(StrEnum):
     DRAW = "draw"
     REPAYMENT = "repayment"
     DEFAULT = "default"
+    #: withdraws the lender's earlier event named by ``cancels_event_id`` (README, Corrections)
+    CANCEL = "cancel"
 
 
 class ConsentAction(StrEnum):
@@ -56,6 +58,8 @@ class LoanEvent:
     currency: str
     occurred_at_ms: int
     product: str | None = None
+    #: only with ``EventType.CANCEL``: the lender's own ``event_id`` it withdraws
+    cancels_event_id: str | None = None
 
     def to_avro(self) -> dict[str, Any]:
         return {
@@ -68,6 +72,7 @@ class LoanEvent:
             "currency": self.currency,
             "occurred_at_ms": self.occurred_at_ms,
             "product": self.product,
+            "cancels_event_id": self.cancels_event_id,
         }
 
     @classmethod
@@ -83,6 +88,7 @@ class LoanEvent:
             rec["currency"],
             rec["occurred_at_ms"],
             rec.get("product"),
+            rec.get("cancels_event_id"),
         )
 
 

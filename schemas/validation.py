@@ -12,8 +12,8 @@ When several fields are wrong, the FIRST failing check decides the reason, in th
 
 loan:    ids (MISSING_FIELD / FIELD_TOO_LONG; type errors and lone surrogates are MALFORMED)
          -> INVALID_BORROWER_ID
-         -> INVALID_EVENT_TYPE -> INVALID_AMOUNT -> INVALID_CURRENCY -> INVALID_TIMESTAMP
-         -> FUTURE_TIMESTAMP -> LENDER_MISMATCH
+         -> INVALID_EVENT_TYPE -> cancel rules -> INVALID_AMOUNT -> INVALID_CURRENCY
+         -> INVALID_TIMESTAMP -> FUTURE_TIMESTAMP -> LENDER_MISMATCH
 consent: ids -> INVALID_BORROWER_ID -> INVALID_ACTION -> INVALID_TIMESTAMP -> LENDER_MISMATCH
 
 Ids are checked in the order event_id, lender_id, borrower_id (non-empty only; its format is
@@ -21,6 +21,12 @@ the next step), loan_id, then the optional product/reference (at most ``max_id_l
 In a JSON line ``lender_id`` may be omitted: it then defaults to the publishing lender (the
 topic decides who published, so the field adds nothing but a chance to disagree). If present
 it must match, else LENDER_MISMATCH.
+
+Cancel rules (README, Corrections): a ``cancel`` needs ``cancels_event_id`` (MISSING_FIELD,
+FIELD_TOO_LONG like every id) naming another event than itself (INVALID_CANCEL); any other
+event type must not carry it (INVALID_CANCEL). A cancel's ``amount`` may be omitted (0 minor
+units: a cancel withdraws the named event with whatever amount that event had); if given, it
+must be a valid amount like any other.
 
 A :class:`ValidationError` names the field and the problem and never repeats a borrower id
 (messages end up in the dead-letter topic and in logs).
@@ -173,9 +179,25 @@ def _event_type(value: object) -> EventType:
     event_type = _EVENT_TYPES.get(value) if isinstance(value, str) else None
     if event_type is None:
         raise ValidationError(
-            R.INVALID_EVENT_TYPE, "event_type", "event_type must be draw, repayment or default"
+            R.INVALID_EVENT_TYPE, "event_type",
+            "event_type must be draw, repayment, default or cancel",
         )
     return event_type
+
+
+def _cancels(event_type: EventType, value: object, event_id: str,
+             limits: ValidationLimits) -> str | None:
+    """``cancels_event_id`` by the cancel rules (module docstring)."""
+    if event_type is not EventType.CANCEL:
+        if value is not None:
+            raise ValidationError(R.INVALID_CANCEL, "cancels_event_id",
+                                  "cancels_event_id is only allowed on a cancel")
+        return None
+    target = _required_id(value, "cancels_event_id", limits)
+    if target == event_id:
+        raise ValidationError(R.INVALID_CANCEL, "cancels_event_id",
+                              "cancels_event_id names the cancel itself")
+    return target
 
 
 def _action(value: object) -> ConsentAction:
@@ -296,7 +318,11 @@ def parse_loan_json(
     product = _optional_text(obj.get("product"), "product", limits)
     borrower = _borrower_valid(borrower)
     event_type = _event_type(obj.get("event_type"))
-    amount_minor = _amount_minor(parse_amount(obj.get("amount")), limits, "amount")
+    cancels = _cancels(event_type, obj.get("cancels_event_id"), event_id, limits)
+    if cancels is not None and obj.get("amount") is None:
+        amount_minor = 0  # a cancel without an amount
+    else:
+        amount_minor = _amount_minor(parse_amount(obj.get("amount")), limits, "amount")
     raw_currency = obj.get("currency")
     currency = _currency(REGISTRY_CURRENCY if raw_currency is None else raw_currency)
     occurred_at_ms = _time_ms(parse_timestamp_ms(obj.get("occurred_at")), "occurred_at", limits)
@@ -304,7 +330,7 @@ def parse_loan_json(
     _same_lender(payload_lender, lender_id)
     return LoanEvent(
         event_id, payload_lender, borrower, loan_id, event_type, amount_minor, currency,
-        occurred_at_ms, product,
+        occurred_at_ms, product, cancels,
     )  # fmt: skip
 
 
@@ -341,8 +367,12 @@ def check_loan_record(
     elif borrower[17] == "x":
         borrower = borrower[:17] + "X"
     event_type = _EVENT_TYPES.get(rec["event_type"]) or _event_type(rec["event_type"])
+    cancels = rec.get("cancels_event_id")
+    if cancels is not None or event_type is EventType.CANCEL:
+        cancels = _cancels(event_type, cancels, event_id, limits)
     amount_minor = rec["amount_minor"]
-    if not 0 < amount_minor <= limits.max_amount_minor:
+    if not 0 < amount_minor <= limits.max_amount_minor and not (
+            amount_minor == 0 and cancels is not None):
         _amount_minor(amount_minor, limits)
     currency = rec["currency"]
     if currency not in ISO_4217:
@@ -355,7 +385,7 @@ def check_loan_record(
         _same_lender(payload_lender, lender_id)
     return LoanEvent(
         event_id, payload_lender, borrower, loan_id, event_type, amount_minor, currency,
-        occurred_at_ms, product,
+        occurred_at_ms, product, cancels,
     )  # fmt: skip
 
 

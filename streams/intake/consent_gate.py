@@ -29,7 +29,7 @@ from streams.runtime.redis_client import until_redis_answers
 def redact(ev: dict[str, Any]) -> None:
     """Blank everything of ``ev`` that describes the borrower or the loan, in place."""
     ev.update(borrower="", loan_id="", event_type="", amount_minor=0, currency="",
-              product=None, consented=False)
+              product=None, cancels_event_id=None, consented=False)
 
 
 class ConsentGate:

@@ -107,6 +107,7 @@ class Validator:
                 "currency": ev.currency,
                 "occurred_at_ms": ev.occurred_at_ms,
                 "product": ev.product,
+                "cancels_event_id": ev.cancels_event_id,
                 "appended_at_ms": msg.timestamp_ms,
                 "source_topic": msg.topic,
                 "source_partition": msg.partition,

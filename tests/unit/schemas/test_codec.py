@@ -211,6 +211,11 @@ def _loan_v1() -> dict[str, object]:
     return json.loads((AVRO_DIR / "loan_event.v1.avsc").read_text())
 
 
+def _v1_fields(record: dict[str, object]) -> dict[str, object]:
+    """``record`` without the field loan_event v2 added (what a v1 schema reads back)."""
+    return {k: v for k, v in record.items() if k != "cancels_event_id"}
+
+
 def _compatible_v2() -> dict[str, object]:
     schema = copy.deepcopy(_loan_v1())
     schema["fields"].append(  # type: ignore[attr-defined]
@@ -229,7 +234,7 @@ def test_catalog_reads_every_version_into_the_newest(tmp_path: Path) -> None:
     codec = catalog.codec_for(LOAN_EVENT)
     assert [v.version for v in codec.versions] == [1, 2]
     assert codec.fingerprint != v1.fingerprint  # writes v2 now
-    assert codec.decode(old_bytes) == a_loan().to_avro() | {"channel": None}
+    assert codec.decode(old_bytes) == _v1_fields(a_loan().to_avro()) | {"channel": None}
     new = codec.encode(a_loan().to_avro() | {"channel": "app"})
     assert codec.decode(new)["channel"] == "app"
     with pytest.raises(UnknownSchemaError):  # the old reader does not know v2

@@ -113,3 +113,20 @@ def test_reader_union_accepts_a_promoted_writer() -> None:
     new = evolve(amount_minor=["null", "double"])
     assert check_backward_compatible(new, V1) == []
     assert decode_with(new, V1, V1_RECORD)["amount_minor"] == 5000.0
+
+
+V2 = json.loads((ROOT / "schemas" / "avro" / "loan_event.v2.avsc").read_text())
+
+
+def test_loan_event_v2_reads_v1_and_v1_reads_v2_except_cancels() -> None:
+    """Old writers: a v1 record reads as v2 (no cancel target). Old readers: a registry at
+    v1 handed the v2 writer schema reads every v2 record that is not a cancel, and refuses a
+    cancel loudly (an unknown enum symbol) instead of counting it as something else."""
+    assert check_backward_compatible(V2, V1) == []
+    assert decode_with(V2, V1, V1_RECORD) == V1_RECORD | {"cancels_event_id": None}
+    draw = V1_RECORD | {"event_type": "draw", "cancels_event_id": None}
+    assert decode_with(V1, V2, draw) == V1_RECORD | {"event_type": "draw"}
+    cancel = V1_RECORD | {"event_type": "cancel", "amount_minor": 0, "cancels_event_id": "ev-0"}
+    assert decode_with(V2, V2, cancel) == cancel
+    with pytest.raises(Exception, match="cancel"):
+        decode_with(V1, V2, cancel)

@@ -34,6 +34,7 @@ loan_events = st.builds(
     currency=TEXT,
     occurred_at_ms=LONG,
     product=st.none() | TEXT,
+    cancels_event_id=st.none() | TEXT,
 )
 
 
@@ -83,9 +84,9 @@ def test_long_strings(size: int, char: str) -> None:
     assert encode_loan_event(event) == codec_for(LOAN_EVENT).encode(event.to_avro())
 
 
-def test_written_for_is_the_v1_file() -> None:
-    v1 = SchemaCatalog(AVRO_DIR).versions(LOAN_EVENT)[0]
-    assert v1.version == 1 and v1.fingerprint == WRITTEN_FOR
+def test_written_for_is_the_current_file() -> None:
+    current = SchemaCatalog(AVRO_DIR).versions(LOAN_EVENT)[-1]
+    assert current.version == 2 and current.fingerprint == WRITTEN_FOR
 
 
 @pytest.mark.parametrize(
@@ -121,14 +122,14 @@ def test_fallback_when_the_fingerprint_differs(
     assert len(warnings) == 1  # warned once, not per record
 
 
-def test_a_v2_schema_is_encoded_by_the_codec_as_v2(
+def test_a_v3_schema_is_encoded_by_the_codec_as_v3(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    v1 = json.loads((AVRO_DIR / "loan_event.v1.avsc").read_text())
-    v2 = copy.deepcopy(v1)
-    v2["fields"].append({"name": "channel", "type": ["null", "string"], "default": None})
-    (tmp_path / "loan_event.v1.avsc").write_text(json.dumps(v1))
+    v2 = json.loads((AVRO_DIR / "loan_event.v2.avsc").read_text())
+    v3 = copy.deepcopy(v2)
+    v3["fields"].append({"name": "channel", "type": ["null", "string"], "default": None})
     (tmp_path / "loan_event.v2.avsc").write_text(json.dumps(v2))
+    (tmp_path / "loan_event.v3.avsc").write_text(json.dumps(v3))
     catalog = SchemaCatalog(tmp_path)
     monkeypatch.setattr(fast_encode, "codec_for", catalog.codec_for)
     codec = catalog.codec_for(LOAN_EVENT)

@@ -211,6 +211,11 @@ LOAN_REC_FAILURES = [
     (R.INVALID_TIMESTAMP, "occurred_at_ms", loan_rec(occurred_at_ms=1_790_000_000)),  # seconds
     (R.FUTURE_TIMESTAMP, "occurred_at_ms", loan_rec(occurred_at_ms=NOW + 300_001)),
     (R.LENDER_MISMATCH, "lender_id", loan_rec(lender_id="lender-b")),
+    (R.INVALID_CANCEL, "cancels_event_id", loan_rec(cancels_event_id="e-0")),  # on a draw
+    (R.MISSING_FIELD, "cancels_event_id", loan_rec(event_type="cancel")),
+    (R.INVALID_CANCEL, "cancels_event_id",
+     loan_rec(event_type="cancel", cancels_event_id="ev-1")),  # the cancel itself
+    (R.INVALID_AMOUNT, "amount_minor", loan_rec(event_type="draw", amount_minor=0)),
 ]
 
 
@@ -219,6 +224,38 @@ def test_loan_record_failures(reason: RejectReason, field: str, rec: dict[str, A
     err = reject_rec(rec)
     assert (err.reason, err.field) == (reason, field)
     assert field in str(err)
+
+
+def test_cancel_paths() -> None:
+    """A cancel names another event of the lender; its amount may be omitted (0), or given
+    and valid; the cancel rules come right after the event type (README, Corrections)."""
+    cancel = loan_json(event_type="cancel", cancels_event_id="ev-0", amount=...)
+    got = parse_loan_json(cancel, lender_id=LENDER, now_ms=NOW, limits=LIMITS)
+    assert (got.event_type, got.cancels_event_id, got.amount_minor) == (
+        EventType.CANCEL, "ev-0", 0)
+    with_amount = parse_loan_json(loan_json(event_type="cancel", cancels_event_id="ev-0"),
+                                  lender_id=LENDER, now_ms=NOW, limits=LIMITS)
+    assert with_amount.amount_minor == 125_000
+    rec = check_loan_record(loan_rec(event_type="cancel", cancels_event_id="ev-0",
+                                     amount_minor=0), lender_id=LENDER, now_ms=NOW,
+                            limits=LIMITS)
+    assert (rec.event_type, rec.cancels_event_id, rec.amount_minor) == (
+        EventType.CANCEL, "ev-0", 0)
+    assert check_loan_record(loan_rec(), lender_id=LENDER, now_ms=NOW,
+                             limits=LIMITS).cancels_event_id is None
+    for obj, reason in [
+        (loan_json(event_type="cancel", amount=...), R.MISSING_FIELD),
+        (loan_json(event_type="cancel", cancels_event_id="x" * 65), R.FIELD_TOO_LONG),
+        (loan_json(cancels_event_id="ev-0"), R.INVALID_CANCEL),
+        (loan_json(event_type="cancel", cancels_event_id="ev-0", amount="-1"),
+         R.INVALID_AMOUNT),
+        # the cancel rules decide before the amount does
+        (loan_json(event_type="cancel", amount="-1"), R.MISSING_FIELD),
+    ]:
+        with pytest.raises(ValidationError) as info:
+            parse_loan_json(obj, lender_id=LENDER, now_ms=NOW, limits=LIMITS)
+        assert (info.value.reason, info.value.field) == (
+            reason, "amount" if reason is R.INVALID_AMOUNT else "cancels_event_id")
 
 
 def test_skew_boundary_is_inclusive() -> None:
