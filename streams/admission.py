@@ -64,19 +64,22 @@ class Admission:
     async def decide(self, events: Sequence[dict[str, Any]]) -> Decided:
         """De-duplicate, then apply intake's consent decision; see :class:`Decided`.
 
-        Each admitted event gains ``admitted_at_ms`` (the decision time)."""
+        Each admitted event gains ``admitted_at_ms`` (the decision time); an admitted cancel
+        also ``target_received``: whether the event it names had reached the registry before
+        it (:meth:`streams.dedup.DedupStore.check_and_mark_cancels`)."""
         out = Decided()
         if not events:
             return out
         now_ms = self._clock_ms()
         if self._dedup_enabled:
-            seen = await until_redis_answers(
-                lambda: self._dedup.check_and_mark(
+            seen, received = await until_redis_answers(
+                lambda: self._dedup.check_and_mark_cancels(
                     [(ev["lender_id"], ev["event_id"], ev["source_partition"],
-                      ev["source_offset"]) for ev in events]),
+                      ev["source_offset"]) for ev in events],
+                    [ev.get("cancels_event_id") for ev in events]),
                 what="de-duplication", on_wait=self.on_wait)
         else:
-            seen = [Seen.FIRST] * len(events)
+            seen, received = [Seen.FIRST] * len(events), [False] * len(events)
         for index, (ev, s) in enumerate(zip(events, seen, strict=True)):
             if s is Seen.DUPLICATE:
                 self._reject(out, ev, RejectReason.DUPLICATE, "event_id already received",
@@ -86,6 +89,8 @@ class Admission:
                              "no consent in force at occurred_at", now_ms)
             else:
                 ev["admitted_at_ms"] = now_ms
+                if ev.get("cancels_event_id") is not None:
+                    ev["target_received"] = received[index]
                 out.admitted.append((index, ev))
                 out.admitted_by_lender[ev["lender_id"]] += 1
         return out

@@ -138,6 +138,15 @@ class AlertRules:
         if draws and draws[0].at_ms <= cutoff:
             del draws[: bisect_right([d.at_ms for d in draws], cutoff)]
 
+    def forget(self, state: BorrowerState, key: int) -> None:
+        """A cancel withdrew the draw ``key``: it no longer counts in any window. A draw at
+        which a rule already fired stays: the alert raised is not withdrawn, and the windows
+        holding it cannot fire again (each rule fires once per window), so nothing is raised
+        again because of it."""
+        draws = state.recent_draws
+        if any(d.key == key and not d.fired for d in draws):
+            state.recent_draws = [d for d in draws if d.key != key or d.fired]
+
     def observe(
         self,
         state: BorrowerState,

@@ -28,6 +28,12 @@ source position, day buckets remember event keys, rows are versioned), so replay
 twice. Faust's windowed tables are not used: event-time state lives in one plain table whose
 values this code owns (see :mod:`streams.buckets`).
 
+Cancels (README, Corrections): the agent keeps, per partition, the index of borrowers holding
+pending cancels in the same table (key ``~pending-cancels:<partition>``, written on that
+partition like the states), so it survives restarts and moves with the partition; an expired
+cancel that never met its event becomes a CANCEL_UNMATCHED notice on the lender's dead-letter
+topic.
+
 Erasure: a data subject's erasure arrives as a command on the borrower's partition of
 ``registry.validated`` (:mod:`consumers.api.erasure_routes` sends it). The agent that owns the
 partition deletes the borrower's state (a tombstone in the changelog, so a restore finds
@@ -49,6 +55,8 @@ import faust
 from schemas.calendar import HOUR_MS, Calendar
 from schemas.codec import REJECTION, codec_for
 from schemas.pseudonym import Pseudonymiser
+from schemas.reasons import RejectReason
+from schemas.records import Rejection, rejection
 from schemas.validation import ValidationLimits
 from streams.admission import Admission
 from streams.aggregation import Aggregator, StateCodec, activity_record
@@ -62,7 +70,6 @@ from streams.intake.service import VALIDATED_BATCH, count_rejections
 from streams.intake.validate import Validator
 from streams.kafka.faust_commits import commit_only_processed
 from streams.kafka.faust_internals import (
-    committed_offset,
     consumer_state,
     set_producer_buffer_limit,
     table_store_set,
@@ -86,6 +93,12 @@ TAKE_RECORDS = 50
 TAKE_WITHIN_S = 0.01
 STALL_RESTART_S = 20.0
 ACTIVITY_BATCH = "registry.internal.ActivityBatch"
+PENDING_INDEX = "registry.internal.PendingCancelIndex"
+
+
+def pending_index_key(partition: int) -> bytes:
+    """The table key of a partition's pending-cancel index (never a pseudonym: hex only)."""
+    return b"~pending-cancels:%d" % partition
 
 
 def _raw_topic(app: faust.App, *names: str, partitions: int | None = None) -> Any:
@@ -135,7 +148,7 @@ class RegistryStreams:
         # only carries what Faust itself sends. It throttles the consumer above 100 pending
         # writes, which was seen to stall a worker for good after a restart: keep it large.
         set_producer_buffer_limit(self.app.producer, 50_000)
-        commit_only_processed(self.app.consumer)
+        self._start_of = commit_only_processed(self.app.consumer)
         self.validated = _raw_topic(self.app, topics.validated)
         # key_type/value_type, not only the schema, pick the serializers that changelog
         # recovery decodes with (faust falls back to JSON, so a restart would never recover)
@@ -156,6 +169,9 @@ class RegistryStreams:
         self._alert_codec = codec_for(ALERT_SCHEMA)
         self._rejection_codec = codec_for(REJECTION)
         self._state_codec = StateCodec()
+        self._index_codec = codec_for(PENDING_INDEX)
+        #: per partition: (the table value last read or written, its decoded index)
+        self._indexes: dict[int, tuple[bytes | None, dict[str, int]]] = {}
         self.state_cache = StateCache(settings.state_cache_borrowers)
         pseudonymise = Pseudonymiser(settings.pseudonym_key_bytes)
         limits = ValidationLimits.from_settings(settings)
@@ -178,6 +194,7 @@ class RegistryStreams:
                          dedup=not settings.faults.disable_dedup),
             AlertRules.standard(settings.alert_draws_24h, settings.alert_lenders_7d,
                                 settings.grace_hours * HOUR_MS),
+            pending_ms=settings.dedup_ttl_days * 24 * HOUR_MS,
         )
         # fail-closed waits (Redis down, consent agent behind) are not stalls
         self.admission.on_wait = self.barrier.on_wait = self.mark_wait
@@ -219,12 +236,31 @@ class RegistryStreams:
         await self._produce(sent, self._changelog, raw, partition, key=key)
         table_store_set(self.table, key, raw, partition)
 
-    async def _send_rejections(self, sent: list[Any], decided: Any) -> None:
+    async def _send_rejections(self, sent: list[Any], rejections: list[Rejection]) -> None:
         codec, topics = self._rejection_codec, self.topics
-        for rej in decided.rejections:
+        for rej in rejections:
             await self._produce(sent, topics.rejected(rej.lender_id),
                                 codec.encode(rej.to_avro()), rej.source_partition)
-        count_rejections(decided.rejections)
+        count_rejections(rejections)
+
+    def _pending_index(self, partition: int) -> dict[str, int]:
+        """The partition's pending-cancel index (borrower -> earliest expiry), decoded once
+        per table value (the same identity rule as :class:`StateCache`)."""
+        raw = self.table.get(pending_index_key(partition))
+        cached = self._indexes.get(partition)
+        if cached is not None and cached[0] is raw:
+            return cached[1]
+        index = {} if raw is None else {e["borrower"]: e["expires_at_ms"] for e in
+                                        self._index_codec.decode(raw)["entries"]}
+        self._indexes[partition] = (raw, index)
+        return index
+
+    async def _store_pending_index(self, sent: list[Any], partition: int,
+                                   index: dict[str, int]) -> None:
+        raw = self._index_codec.encode({"entries": [
+            {"borrower": b, "expires_at_ms": at} for b, at in sorted(index.items())]})
+        await self._write_state(sent, pending_index_key(partition), raw, partition)
+        self._indexes[partition] = (raw, index)
 
     async def _erase(self, sent: list[Any], partition: int, command: dict[str, Any]) -> None:
         """Delete a borrower's state (tombstone) and forward the erasure to the sink; returns
@@ -233,6 +269,9 @@ class RegistryStreams:
         self.state_cache.forget(key)
         if self.table.get(key) is not None:
             await self._write_state(sent, key, None, partition)
+        index = dict(self._pending_index(partition))
+        if index.pop(command["borrower"], None) is not None:
+            await self._store_pending_index(sent, partition, index)
         erase = {"borrower": command["borrower"], "request_id": command["request_id"],
                  "institution": command["institution"],
                  "requested_at_ms": command["requested_at_ms"]}
@@ -255,14 +294,16 @@ class RegistryStreams:
             await self._erase(sent, msg.partition, record["erase"])
             return
         decided = await self.admission.decide(record["events"])
-        await self._send_rejections(sent, decided)
+        await self._send_rejections(sent, decided.rejections)
         for lender, n in decided.admitted_by_lender.items():
             METRICS.events_admitted.inc(lender, amount=n)
         if decided.admitted:
-            activity_out, states, alerts = self.aggregator.process(
+            # a copy: the table keeps the old index until the new one is written
+            index = dict(self._pending_index(msg.partition))
+            activity_out, states, alerts, unmatched, index_changed = self.aggregator.process(
                 msg.partition, msg.offset, [ev for _, ev in decided.admitted],
                 lambda b: cache.load(b.encode(), table.get(b.encode()), codec.load),
-                indices=[i for i, _ in decided.admitted],
+                indices=[i for i, _ in decided.admitted], pending_index=index,
             )
             await self._produce(sent, activity, self._activity_codec.encode(
                 activity_out), msg.partition)
@@ -278,6 +319,15 @@ class RegistryStreams:
                 key, raw = borrower.encode(), codec.dump(state)
                 await self._write_state(sent, key, raw, msg.partition)
                 cache.store(key, raw, state)
+            if index_changed:
+                await self._store_pending_index(sent, msg.partition, index)
+            if unmatched:
+                await self._send_rejections(sent, [rejection(
+                    c.source_topic, c.source_partition, c.source_offset, c.lender_id,
+                    RejectReason.CANCEL_UNMATCHED,
+                    "cancels_event_id: no such event of this lender and borrower arrived "
+                    "within the de-duplication horizon", c.event_id, now_ms)
+                    for c in unmatched])
 
     # --- agents -------------------------------------------------------------------------
     def _define_agents(self) -> None:
@@ -342,7 +392,9 @@ class RegistryStreams:
                 if tp.topic != topic:
                     continue
                 highwater = consumer.highwater(tp)
-                committed = committed_offset(consumer, tp) or 0
+                committed = self._start_of(tp)
+                if committed is None:
+                    continue  # its start is being asked of the broker
                 seen = watched.get(tp)
                 if highwater is None or highwater <= committed:
                     watched.pop(tp, None)

@@ -23,6 +23,16 @@ The promises this module keeps, which the exactness tests check:
 
 Hour buckets leave state ``hourly_state_hours`` after their end (stream time); day buckets
 ``grace_hours`` after their end. Stream time is the largest event time seen on the partition.
+
+Cancels (README, Corrections). A bucket in state does not know the amounts of the events it
+counted, so a cancel cannot subtract its event. When a cancel names an event a day bucket in
+state has seen (:meth:`BucketPolicy.cancel`), that day and its hours leave state at once and
+the day becomes a *ledger day*: its events take the correction path from then on, and the sink
+rebuilds the cancelled event's day and hour from the ledger, where the cancel's own row marks
+the event cancelled. A cancel whose event is not in state is kept as a :class:`PendingCancel`:
+an event that arrives later and matches it is recorded (its key joins the day's ``seen``) but
+counted nowhere (:meth:`BucketPolicy.apply` with ``counts=False``). Cancels count nowhere
+themselves.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ from typing import Any
 from schemas.calendar import HOUR_MS, Calendar
 from schemas.records import REGISTRY_CURRENCY
 
-DRAW, REPAYMENT, DEFAULT = "draw", "repayment", "default"
+DRAW, REPAYMENT, DEFAULT, CANCEL = "draw", "repayment", "default", "cancel"
 
 
 def event_key(lender_id: str, event_id: str) -> int:
@@ -141,6 +151,44 @@ class RecentDraw:
         return cls(rec["at_ms"], rec["lender"], rec["key"], list(rec["fired"]))
 
 
+class PendingCancel:
+    """An admitted cancel whose event was not in state when it came.
+
+    ``report``: the event had never reached the registry (no de-duplication mark), so if it
+    has not arrived by ``expires_at_ms`` (the cancel's time + the de-duplication horizon, in
+    event time) the cancel is reported as CANCEL_UNMATCHED. Otherwise (the event arrived
+    before, and its day already left state or it was not admitted) the entry only guards
+    against a replay of that event after a crash and expires silently after the grace period.
+    """
+
+    __slots__ = ("event_id", "expires_at_ms", "lender_id", "report", "source_offset",
+                 "source_partition", "source_topic", "target")
+
+    def __init__(self, target: int, expires_at_ms: int, lender_id: str, event_id: str,
+                 source_topic: str, source_partition: int, source_offset: int,
+                 report: bool) -> None:
+        self.target = target
+        self.expires_at_ms = expires_at_ms
+        self.lender_id = lender_id
+        self.event_id = event_id
+        self.source_topic = source_topic
+        self.source_partition = source_partition
+        self.source_offset = source_offset
+        self.report = report
+
+    def to_avro(self) -> dict[str, Any]:
+        return {"target": self.target, "expires_at_ms": self.expires_at_ms,
+                "lender_id": self.lender_id, "event_id": self.event_id,
+                "source_topic": self.source_topic, "source_partition": self.source_partition,
+                "source_offset": self.source_offset, "report": self.report}
+
+    @classmethod
+    def from_avro(cls, rec: dict[str, Any]) -> PendingCancel:
+        return cls(rec["target"], rec["expires_at_ms"], rec["lender_id"], rec["event_id"],
+                   rec["source_topic"], rec["source_partition"], rec["source_offset"],
+                   rec["report"])
+
+
 @dataclass(slots=True)
 class BorrowerState:
     """Everything the aggregation step knows about one borrower.
@@ -157,6 +205,9 @@ class BorrowerState:
     draws_evicted_through_ms: int = -(2**62)
     #: the highest version this borrower's rows were emitted with (see :mod:`streams.aggregation`)
     last_version: int = -1
+    #: local days whose buckets left state because a cancel withdrew one of their events
+    ledger_days: set[int] = field(default_factory=set)
+    pending_cancels: list[PendingCancel] = field(default_factory=list)
 
     def to_avro(self) -> dict[str, Any]:
         return {
@@ -166,6 +217,8 @@ class BorrowerState:
             "recent_draws": [d.to_avro() for d in self.recent_draws],
             "draws_evicted_through_ms": self.draws_evicted_through_ms,
             "last_version": self.last_version,
+            "ledger_days": sorted(self.ledger_days),
+            "pending_cancels": [c.to_avro() for c in self.pending_cancels],
         }
 
     @classmethod
@@ -176,6 +229,8 @@ class BorrowerState:
             recent_draws=[RecentDraw.from_avro(d) for d in rec.get("recent_draws", ())],
             draws_evicted_through_ms=rec.get("draws_evicted_through_ms", -(2**62)),
             last_version=rec.get("last_version", -1),
+            ledger_days=set(rec.get("ledger_days", ())),
+            pending_cancels=[PendingCancel.from_avro(c) for c in rec.get("pending_cancels", ())],
         )
         for raw in rec["buckets"]:
             b = Bucket.from_avro(raw)
@@ -208,6 +263,11 @@ class BucketPolicy:
 
     def evict(self, state: BorrowerState, stream_time_ms: int) -> None:
         """Drop buckets whose lateness allowance has passed; remember how far."""
+        if state.ledger_days:
+            for day in [d for d in state.ledger_days
+                        if self.calendar.day_end_ms(d) + self.grace_ms <= stream_time_ms]:
+                state.ledger_days.discard(day)
+                state.days_evicted_through = max(state.days_evicted_through, day + 1)
         if state.days:
             for day in [d for d in state.days if self.calendar.day_end_ms(d) + self.grace_ms
                         <= stream_time_ms]:
@@ -219,15 +279,34 @@ class BucketPolicy:
                 del state.hours[hour]
                 state.hours_evicted_through = max(state.hours_evicted_through, hour + HOUR_MS)
 
-    def apply(self, state: BorrowerState, ev: dict[str, Any], version: int) -> Outcome:
-        """Apply one admitted event. Call :meth:`evict` first with the partition's stream time."""
+    def cancel(self, state: BorrowerState, target: int) -> bool:
+        """A cancel of the event with key ``target``: if a day bucket in state has seen it,
+        that day and its hours leave state and the day becomes a ledger day (see the module
+        docstring); returns whether it was found."""
+        for day, bucket in state.days.items():
+            if target in bucket.seen:
+                del state.days[day]
+                start, end = self.calendar.day_start_ms(day), self.calendar.day_end_ms(day)
+                for hour in [h for h in state.hours if start <= h < end]:
+                    del state.hours[hour]
+                state.ledger_days.add(day)
+                return True
+        return False
+
+    def apply(self, state: BorrowerState, ev: dict[str, Any], version: int,
+              counts: bool = True) -> Outcome:
+        """Apply one admitted event. Call :meth:`evict` first with the partition's stream time.
+
+        ``counts=False``: the event was cancelled before it came; it is only recorded as seen
+        (or, on the correction path, left to the ledger, where its cancel marks it)."""
         at = ev["occurred_at_ms"]
         day = self.calendar.day_of(at)
         hour = at - at % HOUR_MS
         out = Outcome()
 
         day_bucket = state.days.get(day)
-        if day_bucket is None and day < state.days_evicted_through:
+        if day_bucket is None and (day < state.days_evicted_through
+                                   or day in state.ledger_days):
             # the day left state: both the day and (necessarily) its hour are rebuilt
             out.recompute_day = day
             out.recompute_hour = hour
@@ -245,6 +324,8 @@ class BucketPolicy:
                 out.recompute_hour = hour
             return out
         day_bucket.seen.add(key)
+        if not counts:
+            return out
         day_bucket.add(ev, version)
         out.day = day_bucket
 

@@ -17,6 +17,11 @@ Redis Cluster the keys of one call would have to share a hash slot). Marks expir
 ``DEDUP_TTL_DAYS``; a lender that re-sends an event after that is caught by the ClickHouse
 ledger's replacing key instead.
 Event ids are hashed into keys, so a lender that puts personal data in an id leaks nothing here.
+
+Cancels (README, Corrections): for an item that names the event it cancels, the same script
+call also says whether that event's mark exists at that point of the batch (after the items
+before it were marked), i.e. whether the registry ever received the event. Asked in order,
+so an event later in the same batch is not yet "received" for a cancel before it.
 """
 
 from __future__ import annotations
@@ -27,20 +32,31 @@ from hashlib import blake2b
 
 import redis.asyncio as aioredis
 
-#: Per key: ``SET key position NX GET EX ttl``; 0 = first, 1 = same position, 2 = duplicate.
+#: Per item: ``SET key position NX GET EX ttl``; 0 = first, 1 = same position, 2 = duplicate;
+#: plus 4 when the item is a cancel (its flag in ARGV[2] is "1", its target's key follows its
+#: own in KEYS) and the target's mark exists.
 _CHECK_AND_MARK = """
 local ttl = ARGV[1]
+local flags = ARGV[2]
 local out = {}
-for i, key in ipairs(KEYS) do
-  local position = ARGV[i + 1]
-  local earlier = redis.call('SET', key, position, 'NX', 'GET', 'EX', ttl)
+local k = 1
+for i = 1, #flags do
+  local position = ARGV[i + 2]
+  local earlier = redis.call('SET', KEYS[k], position, 'NX', 'GET', 'EX', ttl)
+  local code = 2
   if not earlier then
-    out[i] = 0
+    code = 0
   elseif earlier == position then
-    out[i] = 1
-  else
-    out[i] = 2
+    code = 1
   end
+  k = k + 1
+  if string.byte(flags, i) == 49 then
+    if redis.call('EXISTS', KEYS[k]) == 1 then
+      code = code + 4
+    end
+    k = k + 1
+  end
+  out[i] = code
 end
 return out
 """
@@ -70,11 +86,29 @@ class DedupStore:
         self, items: Sequence[tuple[str, str, int, int]]
     ) -> list[Seen]:
         """For each ``(lender, event_id, partition, offset)``: first, redelivery or duplicate."""
+        seen, _ = await self.check_and_mark_cancels(items, [None] * len(items))
+        return seen
+
+    async def check_and_mark_cancels(
+        self, items: Sequence[tuple[str, str, int, int]], targets: Sequence[str | None]
+    ) -> tuple[list[Seen], list[bool]]:
+        """:meth:`check_and_mark`, plus for each item whose ``targets`` entry names an event id
+        (a cancel's ``cancels_event_id``): whether that event of the same lender had been
+        received when the item's turn came (False for items without a target)."""
         if not items:
-            return []
-        keys = [self._key(lender_id, event_id) for lender_id, event_id, _, _ in items]
+            return [], []
+        keys: list[str] = []
+        flags = []
+        for (lender_id, event_id, _, _), target in zip(items, targets, strict=True):
+            keys.append(self._key(lender_id, event_id))
+            if target is None:
+                flags.append("0")
+            else:
+                keys.append(self._key(lender_id, target))
+                flags.append("1")
         args: list[int | str] = [
-            self._ttl_s, *(f"{partition}:{offset}" for _, _, partition, offset in items)
+            self._ttl_s, "".join(flags),
+            *(f"{partition}:{offset}" for _, _, partition, offset in items),
         ]
-        codes = await self._script(keys=keys, args=args)
-        return [_SEEN[int(code)] for code in codes]
+        codes = [int(code) for code in await self._script(keys=keys, args=args)]
+        return [_SEEN[code & 3] for code in codes], [code >= 4 for code in codes]

@@ -252,7 +252,9 @@ class Settings(BaseSettings):
     hourly_state_hours: int = Field(48, ge=1, description="Hourly buckets kept in stream state.")
     future_skew_seconds: int = Field(300, ge=0, description="Tolerated clock skew into the future.")
     max_amount: Decimal = Field(Decimal("10000000.00"), description="Largest accepted amount.")
-    dedup_ttl_days: int = Field(90, ge=1, description="How long an event id is remembered.")
+    dedup_ttl_days: int = Field(
+        90, ge=1, description="How long an event id is remembered, and how long (event "
+        "time) a cancel waits for its event.")
     max_record_bytes: int = Field(16384, ge=256, description="Larger input records are rejected.")
     admission_batch: int = Field(
         2000, ge=1, description="Lender records per bulk read (and per consent round trip).")

@@ -199,9 +199,10 @@ def render_report_html(report: dict[str, Any]) -> str:
     parts.append(f"<h2>Loan events reported by lenders ({len(events)})</h2>")
     parts.append(_table(
         ["lender", "occurred at", "type", "amount", "currency", "loan", "event id",
-         "product", "cancelled"],
+         "product", "withdraws", "cancelled"],
         [[e["lender_id"], e["occurred_at"], e["event_type"], e["amount"], e["currency"],
-          e["loan_id"], e["event_id"], e["product"], "yes" if e["cancelled"] else "no"]
+          e["loan_id"], e["event_id"], e["product"], e.get("cancels_event_id"),
+          "yes" if e["cancelled"] else "no"]
          for e in events], {3}))
     consents = report.get("consents") or []
     parts.append(f"<h2>Consent per lender ({len(consents)})</h2>")

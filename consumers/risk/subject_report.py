@@ -4,9 +4,10 @@
 
 * ``events`` — every admitted event of the ledger (``admitted_events FINAL``: one row per
   ``(lender, event_id)``, the newest version), ordered by lender, then event time, then id, with
-  the amount as a decimal string and a ``cancelled`` flag. The flag comes from a column
-  ``cancelled`` (any integer/bool type) or ``cancelled_at`` (nullable: set means cancelled) of
-  ``admitted_events`` when one exists; without either column no event is cancelled;
+  the amount as a decimal string, ``cancels_event_id`` (a cancel's own row: the event it
+  withdraws; None otherwise) and a ``cancelled`` flag: true when a cancel row of the same
+  borrower and lender names the event (README, Corrections). Cancelled events stay listed:
+  the subject sees what was furnished and that it was withdrawn;
 * ``consents`` — per lender (ordered by lender id), the whole consent history as applied
   (``consent_audit FINAL``: one row per source record, ordered by effective time, grant before
   revoke at equal times, then by arrival) and ``in_force``: whether consent is in force at
@@ -32,14 +33,13 @@ from schemas.records import format_timestamp
 
 SUBJECT_ACCESS_PURPOSE = "subject_access"
 
-_CANCELLED_COLUMNS_SQL = (
-    "SELECT name FROM system.columns WHERE database = currentDatabase() "
-    "AND table = 'admitted_events' AND name IN ('cancelled', 'cancelled_at')"
-)
 _EVENTS_SQL = (
     "SELECT lender_id, event_id, loan_id, event_type, amount_minor, currency, "
     "toUnixTimestamp64Milli(occurred_at), product, toUnixTimestamp64Milli(admitted_at), "
-    "{cancelled} FROM admitted_events FINAL WHERE borrower = {{b:String}} "
+    "cancels_event_id, event_type != 'cancel' AND (lender_id, event_id) IN ("
+    "SELECT lender_id, cancels_event_id FROM admitted_events FINAL "
+    "WHERE borrower = {b:String} AND event_type = 'cancel') "
+    "FROM admitted_events FINAL WHERE borrower = {b:String} "
     "ORDER BY lender_id, occurred_at, event_id"
 )
 _CONSENTS_SQL = (
@@ -77,15 +77,6 @@ def consent_in_force(changes: list[tuple[int, str]], now_ms: int) -> bool:
     return not revoked
 
 
-def _cancelled_expression(ch: QueryFacade) -> str:
-    columns = {row[0] for row in ch.query(_CANCELLED_COLUMNS_SQL)}
-    if "cancelled" in columns:
-        return "toUInt8(cancelled != 0)"
-    if "cancelled_at" in columns:
-        return "toUInt8(cancelled_at IS NOT NULL)"
-    return "toUInt8(0)"
-
-
 def subject_report(ch: QueryFacade, *, borrower: str, now_ms: int) -> dict[str, Any]:
     """The report's data keys (``events``, ``consents``, ``inquiries``, ``erasures``)."""
     params = {"b": borrower}
@@ -94,11 +85,12 @@ def subject_report(ch: QueryFacade, *, borrower: str, now_ms: int) -> dict[str, 
             "lender_id": lender, "event_id": event_id, "loan_id": loan_id,
             "event_type": event_type, "amount": money(int(amount)), "currency": currency,
             "occurred_at": format_timestamp(int(occurred)), "product": product or None,
-            "admitted_at": format_timestamp(int(admitted)), "cancelled": bool(cancelled),
+            "admitted_at": format_timestamp(int(admitted)),
+            "cancels_event_id": cancels or None, "cancelled": bool(cancelled),
         }
         for (lender, event_id, loan_id, event_type, amount, currency, occurred, product,
-             admitted, cancelled)
-        in ch.query(_EVENTS_SQL.format(cancelled=_cancelled_expression(ch)), params)
+             admitted, cancels, cancelled)
+        in ch.query(_EVENTS_SQL, params)
     ]
 
     per_lender: dict[str, list[tuple]] = defaultdict(list)

@@ -15,7 +15,9 @@ Commit protocol, per cycle (the order is the guarantee):
    the row as JSON; borrower values that are not pseudonyms redacted), inserted with a token
    derived from the batch token, and are counted by ``registry_sink_dead_letter_rows_total``;
    every other row is in. Then run the corrections: one INSERT ... SELECT per kind and
-   partition, reading the ledger that now holds the whole batch (:mod:`consumers.sink.recompute`).
+   partition, reading the ledger that now holds the whole batch (:mod:`consumers.sink.recompute`);
+   the day and hour of every event a cancel in the batch withdraws are among them
+   (:func:`~consumers.sink.recompute.cancelled_buckets`, one query).
 4. Only after ClickHouse acknowledged everything (rows, dead letters, corrections), commit the
    Kafka offsets: a refused row no longer holds the pipeline back.
 
@@ -63,7 +65,7 @@ from consumers.clickhouse.bisect import Refusal, insert_isolating
 from consumers.clickhouse.client import ClickHouse
 from consumers.clickhouse.erasure import erase_borrower
 from consumers.clickhouse.errors import ClickHouseError
-from consumers.sink.recompute import recompute
+from consumers.sink.recompute import cancelled_buckets, recompute
 from consumers.sink.rows import (
     TABLE_COLUMNS,
     consent_row,
@@ -112,6 +114,8 @@ class Batch:
     newest_admitted_ms: int = 0
     #: erasures met in this batch, in order: (borrower, request id, institution)
     erasures: list[tuple[str, str, str, int]] = field(default_factory=list)
+    #: cancels met: (borrower, lender, event id withdrawn) -> the cancel's version
+    cancels: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     def erase(self, borrower: str, request_id: str, institution: str, at_ms: int) -> None:
         """Drop the borrower's rows gathered so far (the erasure deletes what came before it)
@@ -127,6 +131,7 @@ class Batch:
                                        zip(self.sources[table], keep, strict=True) if k]
         for kind, wanted in self.recomputes.items():
             self.recomputes[kind] = {b: v for b, v in wanted.items() if b[0] != borrower}
+        self.cancels = {c: v for c, v in self.cancels.items() if c[0] != borrower}
         self.erasures.append((borrower, request_id, institution, at_ms))
 
     def token(self, table: str) -> str:
@@ -220,6 +225,9 @@ class ClickHouseSink:
             if item["event_id"] == self._poison_event_id:
                 row[0] = POISON_BORROWER  # test-only fault: ClickHouse refuses it
             batch.newest_admitted_ms = max(batch.newest_admitted_ms, item["admitted_at_ms"])
+            if item.get("cancels_event_id"):
+                cancel = (item["borrower"], item["lender_id"], item["cancels_event_id"])
+                batch.cancels[cancel] = max(batch.cancels.get(cancel, -1), item["version"])
         batch.rows[table].append(row)
         batch.sources[table].append(source)
         batch.row_count += 1
@@ -250,6 +258,12 @@ class ClickHouseSink:
             METRICS.sink_batch_rows.observe(len(rows))
             METRICS.sink_rows.inc(table, amount=len(rows) - len(refused))
         # corrections read the ledger back, so they run after every ledger row is in
+        if batch.cancels:
+            for kind, found in zip(("recompute_daily", "recompute_hourly"), cancelled_buckets(
+                    self.ch, self._calendar, batch.cancels), strict=True):
+                wanted = batch.recomputes.setdefault(kind, {})
+                for bucket, version in found.items():
+                    wanted[bucket] = max(wanted.get(bucket, -1), version)
         for kind, wanted in sorted(batch.recomputes.items()):
             recompute(self.ch, self._calendar, self.settings.tz, kind, wanted)
 

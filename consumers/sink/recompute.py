@@ -8,6 +8,11 @@ share of the sink's time in a py-spy profile), after the batch's ledger rows are
 bucket is written with the version the stream gave its correction: versions rise per
 borrower (:mod:`streams.aggregation`), so it outranks every earlier row of that bucket, and
 the rebuilt content is the ledger as of the end of the batch.
+
+Cancels (README, Corrections): an event counts only if no cancel row of the same borrower and
+lender names it, and cancel rows count nowhere. The rows stay in the group, so a bucket whose
+every event was cancelled is rebuilt as a row of zeros (replacing its old counts) rather than
+left as it was. :func:`cancelled_buckets` finds the buckets a batch's cancels reach.
 """
 
 from __future__ import annotations
@@ -19,17 +24,31 @@ from consumers.clickhouse.client import ClickHouse
 from schemas.calendar import HOUR_MS, Calendar
 from schemas.records import REGISTRY_CURRENCY
 
+#: ``live``: the row is an event that counts (not a cancel, not cancelled)
+_LIVE = """
+    event_type != 'cancel' AND (borrower, lender_id, event_id) NOT IN (
+        SELECT borrower, lender_id, cancels_event_id FROM admitted_events FINAL
+        WHERE borrower IN {borrowers:Array(String)} AND event_type = 'cancel') AS live
+"""
 _AGGREGATES = """
-    countIf(event_type = 'draw'),
-    sumIf(amount_minor, event_type = 'draw' AND currency = {currency:String}),
-    countIf(event_type = 'repayment'),
-    sumIf(amount_minor, event_type = 'repayment' AND currency = {currency:String}),
-    countIf(event_type = 'default'),
-    arraySort(groupUniqArray(lender_id)),
-    if(countIf(event_type = 'draw') = 0, NULL, maxIf(occurred_at, event_type = 'draw')),
+    countIf(event_type = 'draw' AND live),
+    sumIf(amount_minor, event_type = 'draw' AND live AND currency = {currency:String}),
+    countIf(event_type = 'repayment' AND live),
+    sumIf(amount_minor, event_type = 'repayment' AND live AND currency = {currency:String}),
+    countIf(event_type = 'default' AND live),
+    arraySort(groupUniqArrayIf(lender_id, live)),
+    if(countIf(event_type = 'draw' AND live) = 0, NULL,
+       maxIf(occurred_at, event_type = 'draw' AND live)),
     transform(concat(borrower, ':', toString({key_number})),
               {keys:Array(String)}, {versions:Array(UInt64)}, toUInt64(0))
 """
+_TARGETS_SQL = (
+    "SELECT borrower, toUnixTimestamp64Milli(occurred_at), "
+    "concat(borrower, char(31), lender_id, char(31), event_id) "
+    "FROM admitted_events FINAL "
+    "WHERE borrower IN {borrowers:Array(String)} AND event_type != 'cancel' "
+    "AND concat(borrower, char(31), lender_id, char(31), event_id) IN {keys:Array(String)}"
+)
 
 
 def recompute(ch: ClickHouse, calendar: Calendar, tz: ZoneInfo, kind: str,
@@ -56,6 +75,7 @@ def recompute(ch: ClickHouse, calendar: Calendar, tz: ZoneInfo, kind: str,
     ch.command(
         f"INSERT INTO {target} ({columns}, draws, draw_amount_minor, repayments, "
         "repaid_amount_minor, defaults, lenders, last_draw_at, version) "
+        f"WITH {_LIVE} "
         f"SELECT borrower, {key}, {_AGGREGATES.replace('{key_number}', key_number)} "
         "FROM admitted_events FINAL "
         "WHERE borrower IN {borrowers:Array(String)} "
@@ -68,3 +88,27 @@ def recompute(ch: ClickHouse, calendar: Calendar, tz: ZoneInfo, kind: str,
                     "keys": keys, "versions": [wanted[p] for p in pairs],
                     "currency": REGISTRY_CURRENCY},
     )
+
+
+def cancelled_buckets(ch: ClickHouse, calendar: Calendar,
+                      cancels: Mapping[tuple[str, str, str], int],
+                      ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+    """The (daily, hourly) buckets to rebuild for ``cancels``: (borrower, lender, event id
+    withdrawn) -> the cancel's version. Each withdrawn event found in the ledger gives its day
+    and hour, asked with the highest version of the cancels naming them (a cancel's version
+    outranks every row of its borrower emitted before it). Events not in the ledger (not yet
+    arrived, or never admitted) give nothing: the stream keeps such cancels pending."""
+    if not cancels:
+        return {}, {}
+    wanted = {"\x1f".join(k): v for k, v in cancels.items()}
+    daily: dict[tuple[str, int], int] = {}
+    hourly: dict[tuple[str, int], int] = {}
+    rows = ch.query(_TARGETS_SQL, parameters={
+        "borrowers": sorted({b for b, _, _ in cancels}), "keys": sorted(wanted)})
+    for borrower, at_ms, key in rows:
+        version = wanted[key]
+        day, hour = (borrower, calendar.day_of(int(at_ms))), (borrower, int(at_ms) // HOUR_MS
+                                                              * HOUR_MS)
+        daily[day] = max(daily.get(day, -1), version)
+        hourly[hour] = max(hourly.get(hour, -1), version)
+    return daily, hourly

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 from schemas.calendar import day_to_date
 
 LEDGER_COLUMNS = ("borrower", "lender_id", "event_id", "loan_id", "event_type", "amount_minor",
-                  "currency", "occurred_at", "product", "admitted_at", "version")
+                  "currency", "occurred_at", "product", "admitted_at", "version",
+                  "cancels_event_id")
 BUCKET_COLUMNS = ("draws", "draw_amount_minor", "repayments", "repaid_amount_minor", "defaults",
                   "lenders", "last_draw_at", "version")
 DAILY_COLUMNS = ("borrower", "day", *BUCKET_COLUMNS)
@@ -35,7 +36,8 @@ def ts(ms: int) -> datetime:
 def ledger_row(item: dict[str, Any]) -> list[Any]:
     return [item["borrower"], item["lender_id"], item["event_id"], item["loan_id"],
             item["event_type"], item["amount_minor"], item["currency"], ts(item["occurred_at_ms"]),
-            item["product"] or "", ts(item["admitted_at_ms"]), item["version"]]
+            item["product"] or "", ts(item["admitted_at_ms"]), item["version"],
+            item.get("cancels_event_id") or ""]
 
 
 def _bucket_tail(item: dict[str, Any]) -> list[Any]:

@@ -52,9 +52,9 @@ def render_report(report: dict[str, Any]) -> str:
     inquiries, erasures = report.get("inquiries") or [], report.get("erasures") or []
     lines += _rows(f"events ({len(events)})",
                    ["lender", "occurred at", "type", "amount", "currency", "loan", "event id",
-                    "cancelled"],
+                    "withdraws", "cancelled"],
                    [[e["lender_id"], e["occurred_at"], e["event_type"], e["amount"],
-                     e["currency"], e["loan_id"], e["event_id"],
+                     e["currency"], e["loan_id"], e["event_id"], e.get("cancels_event_id"),
                      "yes" if e["cancelled"] else "no"] for e in events])
     lines += _rows(f"consents ({len(consents)} lenders)",
                    ["lender", "in force", "action", "effective at", "reference"],

@@ -30,6 +30,24 @@ def committed_offset(consumer: Any, tp: Any) -> int | None:
     return offset
 
 
+async def group_start(consumer: Any, tp: Any) -> int:
+    """Where the group's work on ``tp`` starts when Faust does not know its committed offset:
+    the broker's committed offset of the group, else (none, or 0) the partition's earliest
+    offset (the consumer resets to earliest).
+
+    Why private: Faust keeps the committed offset only after it committed or sought there
+    itself, stores 0 as None, and has no accessor for the group's committed offset; the
+    aiokafka consumer behind its consumer thread (``_thread._ensure_consumer()``) has one,
+    called on that thread's loop with ``call_thread``. Checked against faust-streaming 0.15.3.
+    """
+    thread = consumer._thread
+    committed = await thread.call_thread(thread._ensure_consumer().committed, tp)
+    if committed:
+        return int(committed)
+    earliest = await consumer.earliest_offsets(tp)
+    return int(earliest[tp])
+
+
 def pending_acks(consumer: Any, tp: Any) -> tuple[list[int], set[int]]:
     """The offsets of ``tp`` processed (acked) since the last commit, as Faust's own list and
     index set: the commit rule edits both in place, as Faust's ``_new_offset`` does.

@@ -39,6 +39,26 @@ async def test_dedup_batch_first_redelivery_duplicate(settings: Settings) -> Non
         await redis.aclose()
 
 
+async def test_dedup_tells_a_cancel_whether_its_event_was_received(settings: Settings) -> None:
+    """In batch order: an event marked before the cancel (this call or an earlier one) is
+    received; one later in the same batch, another lender's, or never sent is not."""
+    redis = connect_redis(settings)
+    store = DedupStore(redis, settings.redis_prefix + "cancels:", ttl_days=2)
+    try:
+        await store.check_and_mark([("l1", "old", 0, 1)])
+        seen, received = await store.check_and_mark_cancels(
+            [("l1", "e1", 0, 2), ("l1", "c1", 0, 3), ("l1", "c2", 0, 4), ("l1", "c3", 0, 5),
+             ("l1", "e5", 0, 6), ("l1", "c4", 0, 7), ("l2", "c5", 1, 1)],
+            [None, "e1", "old", "e5", None, "nope", "e1"])
+        assert seen == [Seen.FIRST] * 7
+        assert received == [False, True, True, False, False, False, False]
+        seen, received = await store.check_and_mark_cancels(  # the same batch again
+            [("l1", "c3", 0, 5), ("l1", "c1", 0, 99)], ["e5", "e1"])
+        assert seen == [Seen.REDELIVERY, Seen.DUPLICATE] and received == [True, True]
+    finally:
+        await redis.aclose()
+
+
 async def test_consent_in_force_batch(settings: Settings) -> None:
     redis = connect_redis(settings)
     store = ConsentStore(redis, settings.redis_prefix)

@@ -180,15 +180,15 @@ async def test_scopes_guard_erasure_and_the_report_lists_everything(
             {"lender_id": BANK_A, "event_id": "a-1", "loan_id": "loan-a", "event_type": "draw",
              "amount": "1500.00", "currency": "CNY",
              "occurred_at": format_timestamp(e1.occurred_at_ms), "product": "huabei",
-             "cancelled": False},
+             "cancels_event_id": None, "cancelled": False},
             {"lender_id": BANK_A, "event_id": "a-2", "loan_id": "loan-a",
              "event_type": "repayment", "amount": "500.00", "currency": "CNY",
              "occurred_at": format_timestamp(e2.occurred_at_ms), "product": None,
-             "cancelled": False},
+             "cancels_event_id": None, "cancelled": False},
             {"lender_id": BANK_B, "event_id": "b-1", "loan_id": "loan-b", "event_type": "draw",
              "amount": "800.12", "currency": "CNY",
              "occurred_at": format_timestamp(e3.occurred_at_ms), "product": "jiebei",
-             "cancelled": False},
+             "cancels_event_id": None, "cancelled": False},
         ]  # b-2 came after the revocation: rejected, so not held
 
         recorded = [_stamp_ms(h.pop("recorded_at")) for c in first["consents"]

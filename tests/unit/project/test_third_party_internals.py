@@ -133,6 +133,22 @@ def test_the_faust_commit_rule_and_gap_recording_are_replaceable_methods(
     assert faust_internals.committed_offset(consumer, tp) == 3
 
 
+def test_the_group_start_is_asked_where_the_adapter_asks_it(faust_app: Any) -> None:
+    """``group_start``: the consumer thread's aiokafka consumer and its ``committed``, run
+    with ``call_thread``; the partition's earliest offset from ``earliest_offsets``."""
+    from aiokafka import AIOKafkaConsumer
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    assert inspect.iscoroutinefunction(AIOKafkaConsumer.committed)
+    assert list(inspect.signature(AIOKafkaConsumer.committed).parameters) == [
+        "self", "partition"]
+    assert callable(AIOKafkaConsumerThread._ensure_consumer)
+    assert inspect.iscoroutinefunction(AIOKafkaConsumerThread.call_thread)
+    consumer = faust_app.consumer
+    assert isinstance(consumer._thread, AIOKafkaConsumerThread)
+    assert inspect.iscoroutinefunction(consumer.earliest_offsets)
+
+
 def test_the_faust_producer_buffer_limit_is_an_attribute(faust_app: Any) -> None:
     from faust.transport.producer import ProducerBuffer
 

@@ -3,7 +3,7 @@
 same source position (a replay after a crash) is not a duplicate.
 
 The de-duplication store is :class:`InMemoryDedup`, a stand-in with the same
-``check_and_mark`` contract as :class:`streams.dedup.DedupStore` (the first position that
+``check_and_mark_cancels`` contract as :class:`streams.dedup.DedupStore` (the first position that
 carried an event is its mark; the same position again is a redelivery, any other a duplicate).
 """
 
@@ -22,16 +22,19 @@ TOPIC = "lenders.lender-a.loans"
 
 
 class InMemoryDedup:
-    """``DedupStore.check_and_mark`` over a dict instead of Redis."""
+    """``DedupStore.check_and_mark_cancels`` over a dict instead of Redis."""
 
     def __init__(self) -> None:
         self.marks: dict[tuple[str, str], str] = {}
         self.calls = 0
 
-    async def check_and_mark(self, items: Sequence[tuple[str, str, int, int]]) -> list[Seen]:
+    async def check_and_mark_cancels(self, items: Sequence[tuple[str, str, int, int]],
+                                     targets: Sequence[str | None]
+                                     ) -> tuple[list[Seen], list[bool]]:
         self.calls += 1
-        out = []
-        for lender_id, event_id, partition, offset in items:
+        out, received = [], []
+        for (lender_id, event_id, partition, offset), target in zip(items, targets,
+                                                                    strict=True):
             position = f"{partition}:{offset}"
             earlier = self.marks.get((lender_id, event_id))
             if earlier is None:
@@ -41,11 +44,12 @@ class InMemoryDedup:
                 out.append(Seen.REDELIVERY)
             else:
                 out.append(Seen.DUPLICATE)
-        return out
+            received.append(target is not None and (lender_id, target) in self.marks)
+        return out, received
 
 
 def admission(dedup: InMemoryDedup, *, dedup_enabled: bool = True) -> Admission:
-    store: DedupStore = dedup  # type: ignore[assignment]  # same check_and_mark contract
+    store: DedupStore = dedup  # type: ignore[assignment]  # same check_and_mark_cancels contract
     return Admission(dedup=store, clock_ms=lambda: NOW_MS, dedup_enabled=dedup_enabled)
 
 

@@ -37,7 +37,7 @@ ch = connect(Settings(registry_data_dir=sys.argv[1], clickhouse_url="",
                       clickhouse_database="probe"))
 apply_migrations(ch)
 now = datetime.datetime.now(datetime.UTC)
-good = ["0" * 32, "bank", "e1", "l1", "draw", 100, "CNY", now, "", now, 1]
+good = ["0" * 32, "bank", "e1", "l1", "draw", 100, "CNY", now, "", now, 1, ""]
 cases = {
     "constraint": lambda: ch.insert("admitted_events", [good, ["110101199003074514", *good[1:]]],
                                     TABLE_COLUMNS["admitted_events"], dedup_token="t"),

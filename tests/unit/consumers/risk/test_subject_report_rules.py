@@ -57,7 +57,7 @@ def test_cli_table_lists_each_section() -> None:
     assert "inquiries (1)" in lines and "erasures (1)" in lines
     event = lines[lines.index("events (1)") + 2].split()
     assert event == ["bank-<a>", "2026-11-28T01:00:00.000Z", "draw", "12.50", "CNY", "l", "e&1",
-                     "yes"]
+                     "-", "yes"]
     consent = [line.split() for line in lines[lines.index("consents (1 lenders)") + 2:][:2]]
     assert consent == [["bank-<a>", "no", "grant", "t1", "<script>x</script>"],
                        ["bank-<a>", "revoke", "t3", "-"]]  # lender on every row

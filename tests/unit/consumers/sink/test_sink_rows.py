@@ -36,11 +36,11 @@ DAY = 20161  # 2025-03-14
 
 
 def ledger(borrower: str = BORROWER, event_id: str = "e-1", version: int = 65_536,
-           admitted_at_ms: int = AT_MS + 2_000) -> dict[str, Any]:
+           admitted_at_ms: int = AT_MS + 2_000, **change: Any) -> dict[str, Any]:
     return {"borrower": borrower, "lender_id": "lender-a", "event_id": event_id,
             "loan_id": "L-77", "event_type": "draw", "amount_minor": 125_000, "currency": "CNY",
             "occurred_at_ms": AT_MS, "product": None, "admitted_at_ms": admitted_at_ms,
-            "version": version}
+            "version": version} | change
 
 
 def bucket(daily: bool, borrower: str = BORROWER, last_draw_at_ms: int | None = AT_MS,
@@ -81,7 +81,12 @@ def sink(ch: RecordingClickHouse | None = None) -> ClickHouseSink:
 def test_a_ledger_row_is_the_event_in_column_order_with_utc_times_and_no_null_product() -> None:
     assert ledger_row(ledger()) == [
         BORROWER, "lender-a", "e-1", "L-77", "draw", 125_000, "CNY", AT, "",
-        datetime(2025, 3, 14, 1, 30, 2, tzinfo=UTC), 65_536]
+        datetime(2025, 3, 14, 1, 30, 2, tzinfo=UTC), 65_536, ""]
+
+
+def test_a_cancel_row_names_the_event_it_withdraws() -> None:
+    row = ledger_row(ledger(event_type="cancel", amount_minor=0, cancels_event_id="e-0"))
+    assert row[4:6] == ["cancel", 0] and row[-1] == "e-0"
 
 
 def test_a_daily_row_names_its_local_day_as_a_date() -> None:
@@ -117,9 +122,9 @@ def test_a_rejection_row_is_filed_under_the_local_day_of_its_rejection() -> None
 
 def test_every_row_has_one_value_per_column_of_its_table() -> None:
     widths = {table: len(columns) for table, columns in TABLE_COLUMNS.items()}
-    assert widths == {"admitted_events": 11, "borrower_daily": 10, "borrower_hourly": 10,
+    assert widths == {"admitted_events": 12, "borrower_daily": 10, "borrower_hourly": 10,
                       "consent_audit": 9, "rejections": 9}
-    assert len(ledger_row(ledger())) == 11
+    assert len(ledger_row(ledger())) == 12
     assert len(daily_row(bucket(True))) == len(hourly_row(bucket(False))) == 10
 
 

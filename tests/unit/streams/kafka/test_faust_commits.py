@@ -5,7 +5,7 @@ from __future__ import annotations
 from streams.kafka.faust_commits import next_commit
 
 
-def _commit(acked: list[int], committed: int | None) -> tuple[int | None, list[int], set[int]]:
+def _commit(acked: list[int], committed: int) -> tuple[int | None, list[int], set[int]]:
     index = set(acked)
     result = next_commit(acked, index, committed)
     return result, acked, index
@@ -28,8 +28,10 @@ def test_offsets_below_the_committed_one_are_dropped_as_done() -> None:
     assert _commit([7, 8, 10, 11], 10) == (12, [], set())
 
 
-def test_without_a_committed_offset_the_lowest_processed_is_the_start() -> None:
-    assert _commit([5, 6, 8], None) == (7, [8], {8})
+def test_records_skipped_at_the_start_of_a_partition_hold_the_commit() -> None:
+    # the start is the group's committed offset or the earliest offset (0 here), never the
+    # lowest processed one: 0..4 were skipped
+    assert _commit([5, 6, 8], 0) == (None, [5, 6, 8], {5, 6, 8})
 
 
 def test_nothing_processed_commits_nothing() -> None:
