@@ -1,16 +1,15 @@
 """Token scopes and the data subject's report, against a real worker (Kafka, Redis, ClickHouse).
 
 One borrower has events from two lenders (one of them after a revocation, so rejected), a
-revoked consent and two inquiries; the report (JSON route, CLI and HTML page) lists each of
-them with every field compared. Scopes: a lender's token without the ``erasure`` scope gets 403
+lender's cancel of one of its events, a revoked consent and two inquiries; the report (JSON
+route, CLI and HTML page) lists each of them with every field compared: the cancelled event is
+held and flagged ``cancelled``, the cancel is listed as an event of its own, and neither counts
+in the risk API's answers. Scopes: a lender's token without the ``erasure`` scope gets 403
 and nothing is erased — the report's rows and the Redis consent keys are counted before and
 after and are equal — and ``registry_security_api_denied_total`` moves by exactly the number
 of refusals. A second borrower erased with a token that holds the scope shows the erasure in
 their report. Neither national id appears in the worker's log, in any answer or in the CLI
 output; no token appears in the log.
-
-Not yet covered: a cancelled event (``cancelled: true``) — lender cancellations are being added
-separately; the report reads the flag from ``admitted_events`` once that column exists.
 """
 
 from __future__ import annotations
@@ -116,11 +115,13 @@ async def test_scopes_guard_erasure_and_the_report_lists_everything(
                    _ms(now - 5 * DAY))
     e3 = LoanEvent("b-1", BANK_B, person, "loan-b", EventType.DRAW, 80_012, "CNY",
                    _ms(now - 8 * DAY), "jiebei")
+    a_cancel = LoanEvent("a-3", BANK_A, person, "loan-a", EventType.CANCEL, 0, "CNY",
+                         _ms(now - 4 * DAY), None, "a-2")  # bank A withdraws its repayment
     after_revoke = LoanEvent("b-2", BANK_B, person, "loan-b", EventType.DRAW, 99_900, "CNY",
                              _ms(now - DAY))
     other = LoanEvent("b-9", BANK_B, erased_person, "loan-q", EventType.DRAW, 10_000, "CNY",
                       _ms(now - 3 * DAY))
-    events = {BANK_A: [e1, e2], BANK_B: [e3, after_revoke, other]}
+    events = {BANK_A: [e1, e2, a_cancel], BANK_B: [e3, after_revoke, other]}
 
     published_ms = int(time.time() * 1000)
     for lender in (BANK_A, BANK_B):
@@ -151,16 +152,27 @@ async def test_scopes_guard_erasure_and_the_report_lists_everything(
         denied_before = _denied(await api.metrics())
 
         # --- two inquiries by two lenders ----------------------------------------------------
-        asked = []
+        asked, figures = [], []
         for token, purpose, window, rid, inst in (
                 (TOK_A, "loan_application", 30, "q-bank-a", "bank-a"),
                 (TOK_B, "account_review", 7, "q-bank-b", "bank-b")):
             t0 = int(time.time() * 1000)
-            status, _, _ = await api.post("/api/v1/frequency", token,
-                                          {"borrower_id": person, "window_days": window,
-                                           "purpose": purpose}, rid)
+            status, answer, _ = await api.post("/api/v1/frequency", token,
+                                               {"borrower_id": person, "window_days": window,
+                                                "purpose": purpose}, rid)
             assert status == 200
             asked.append((inst, purpose, window, rid, t0, int(time.time() * 1000)))
+            figures.append({k: answer[k] for k in (
+                "draws", "draw_amount", "repayments", "repaid_amount", "distinct_lenders",
+                "active_days", "last_draw_at")})
+        # the cancelled repayment and the cancel count nowhere: 30 days hold the two draws,
+        # the last 7 days (the repayment's and the cancel's days) nothing at all
+        assert figures == [
+            {"draws": 2, "draw_amount": "2300.12", "repayments": 0, "repaid_amount": "0.00",
+             "distinct_lenders": 2, "active_days": 2,
+             "last_draw_at": format_timestamp(e3.occurred_at_ms)},
+            {"draws": 0, "draw_amount": "0.00", "repayments": 0, "repaid_amount": "0.00",
+             "distinct_lenders": 0, "active_days": 0, "last_draw_at": None}]
 
         # --- the report, compared field by field ----------------------------------------------
         t0 = int(time.time() * 1000)
@@ -184,7 +196,11 @@ async def test_scopes_guard_erasure_and_the_report_lists_everything(
             {"lender_id": BANK_A, "event_id": "a-2", "loan_id": "loan-a",
              "event_type": "repayment", "amount": "500.00", "currency": "CNY",
              "occurred_at": format_timestamp(e2.occurred_at_ms), "product": None,
-             "cancels_event_id": None, "cancelled": False},
+             "cancels_event_id": None, "cancelled": True},
+            {"lender_id": BANK_A, "event_id": "a-3", "loan_id": "loan-a",
+             "event_type": "cancel", "amount": "0.00", "currency": "CNY",
+             "occurred_at": format_timestamp(a_cancel.occurred_at_ms), "product": None,
+             "cancels_event_id": "a-2", "cancelled": False},
             {"lender_id": BANK_B, "event_id": "b-1", "loan_id": "loan-b", "event_type": "draw",
              "amount": "800.12", "currency": "CNY",
              "occurred_at": format_timestamp(e3.occurred_at_ms), "product": "jiebei",
@@ -241,7 +257,7 @@ async def test_scopes_guard_erasure_and_the_report_lists_everything(
         for c in second["consents"]:
             for h in c["history"]:
                 h.pop("recorded_at")
-        assert second["events"] == first["events"]  # 3 events before, 3 after
+        assert second["events"] == first["events"]  # 4 events before, 4 after
         assert second["consents"] == first["consents"]  # 3 consent rows before and after
         assert second["erasures"] == []
         assert [q["request_id"] for q in second["inquiries"]] == [
@@ -286,6 +302,11 @@ async def test_scopes_guard_erasure_and_the_report_lists_everything(
         for needle in (BANK_A, BANK_B, "1500.00", "500.00", "800.12", "huabei", "ev-b-2",
                        "subject_access", "q-bank-b", who):
             assert needle in page, needle
+        # event id, product, withdraws, cancelled: the cancelled repayment, the cancel, a draw
+        for needle in ("<td>a-2</td><td>-</td><td>-</td><td>yes</td>",
+                       "<td>a-3</td><td>-</td><td>a-2</td><td>no</td>",
+                       "<td>a-1</td><td>huabei</td><td>-</td><td>no</td>"):
+            assert needle in page, needle
         async with http.post(base + "/subject-report",
                              data={"borrower_id": person, "token": TOK_A}) as response:
             assert response.status == 403
@@ -308,7 +329,13 @@ async def test_scopes_guard_erasure_and_the_report_lists_everything(
     assert done.returncode == 0, done.stderr
     assert person not in done.stdout
     print(f"[subject report] CLI table:\n{done.stdout}")
-    assert "events (3)" in done.stdout and "consents (2 lenders)" in done.stdout
+    assert "events (4)" in done.stdout and "consents (2 lenders)" in done.stdout
+    rows = {line.split()[6]: line.split() for line in done.stdout.splitlines()
+            if line.startswith(f"  {BANK_A} ") or line.startswith(f"  {BANK_B} ")
+            if len(line.split()) == 9}
+    assert {eid: (row[2], row[3], row[7], row[8]) for eid, row in rows.items()} == {
+        "a-1": ("draw", "1500.00", "-", "no"), "a-2": ("repayment", "500.00", "-", "yes"),
+        "a-3": ("cancel", "0.00", "a-2", "no"), "b-1": ("draw", "800.12", "-", "no")}
     assert "inquiries (7)" in done.stdout and "erasures (0)" in done.stdout
     done = await asyncio.to_thread(subprocess.run, [*cli, "--token", TOK_A], env=env, cwd=REPO,
                                    capture_output=True, text=True, timeout=120)

@@ -61,3 +61,30 @@ def test_cli_table_lists_each_section() -> None:
     consent = [line.split() for line in lines[lines.index("consents (1 lenders)") + 2:][:2]]
     assert consent == [["bank-<a>", "no", "grant", "t1", "<script>x</script>"],
                        ["bank-<a>", "revoke", "t3", "-"]]  # lender on every row
+
+
+def test_cli_table_flags_the_cancelled_event_and_lists_the_cancel() -> None:
+    def event(event_id: str, event_type: str, amount: str, cancels: str | None,
+              cancelled: bool) -> dict:
+        return {"lender_id": "bank-a", "event_id": event_id, "loan_id": "l-1",
+                "event_type": event_type, "amount": amount, "currency": "CNY",
+                "occurred_at": f"2026-11-2{event_id[-1]}T01:00:00.000Z", "product": None,
+                "admitted_at": "2026-11-29T01:00:01.000Z", "cancels_event_id": cancels,
+                "cancelled": cancelled}
+
+    report = REPORT | {"events": [event("e-1", "draw", "12.50", None, True),
+                                  event("e-2", "draw", "3.00", None, False),
+                                  event("e-3", "cancel", "0.00", "e-1", False)]}
+    lines = render_report(report).splitlines()
+    start = lines.index("events (3)")
+    assert lines[start + 1].split() == ["lender", "occurred", "at", "type", "amount", "currency",
+                                        "loan", "event", "id", "withdraws", "cancelled"]
+    assert [line.split() for line in lines[start + 2:start + 5]] == [
+        ["bank-a", "2026-11-21T01:00:00.000Z", "draw", "12.50", "CNY", "l-1", "e-1", "-", "yes"],
+        ["bank-a", "2026-11-22T01:00:00.000Z", "draw", "3.00", "CNY", "l-1", "e-2", "-", "no"],
+        ["bank-a", "2026-11-23T01:00:00.000Z", "cancel", "0.00", "CNY", "l-1", "e-3", "e-1",
+         "no"]]
+    page = render_report_html(report)
+    assert "<th>withdraws</th><th>cancelled</th>" in page
+    assert "<td>e-1</td><td>-</td><td>-</td><td>yes</td>" in page
+    assert "<td>e-3</td><td>-</td><td>e-1</td><td>no</td>" in page
