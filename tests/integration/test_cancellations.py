@@ -30,7 +30,8 @@ Scenarios (N = the fixture's start, H = hour, D = day):
   alert is neither withdrawn nor raised again).
 * ``no_consent``: a cancel after the consent was revoked is NO_CONSENT and cancels nothing.
 
-Replays after a crash are not exercised here (the kill tests cover the pipeline's replays).
+A worker crash between a cancel's outputs and its commit (a replayed cancel) is not exercised
+here.
 """
 
 from __future__ import annotations
