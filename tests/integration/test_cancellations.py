@@ -23,6 +23,8 @@ Scenarios (N = the fixture's start, H = hour, D = day):
   for the same borrower). The borrower is alone on its ``registry.validated`` partition, so
   that partition's stream time is the borrower's own: phase 1 stays below the cancel's
   ``occurred_at + 1 day``, phase 2 publishes a repayment 2 days after the cancel.
+* ``unmatched_idle``: the same, but the borrower is never seen again: a neighbour alone with
+  them on another partition moves that partition's stream time past the horizon (phase 2).
 * ``repeated``: a cancel, then (phase 2) the same cancel re-sent, a second cancel of the same
   event and a cancel of the first cancel.
 * ``velocity``: four draws in 4 h, one cancelled, then a fifth (no ``draws_24h`` alert: the
@@ -123,6 +125,8 @@ class Scene:
     borrowers: list[str]
     consents: list[ConsentRecord] = field(default_factory=list)
     sent: list[Sent] = field(default_factory=list)
+    #: (lender, event_id) of the admitted cancels to be reported CANCEL_UNMATCHED (phase 2)
+    unmatched: list[tuple[str, str]] = field(default_factory=list)
 
     def add(self, phase: int, event: LoanEvent, fate: str = ADMITTED) -> LoanEvent:
         self.sent.append(Sent(phase, event, fate))
@@ -156,19 +160,26 @@ def cancel(eid: str, lender: str, who: str, at: int, target: str, amount: int = 
 
 
 def _borrowers(key: bytes) -> dict[str, str]:
-    """National ids per role; ``unmatched`` alone on its registry partition."""
+    """National ids per role: ``unmatched`` alone on its registry partition, ``idle`` and
+    ``neighbour`` alone together on another, everyone else on the remaining four."""
     rng = random.Random(20261616)
 
     def where(bid: str) -> int:
         return partition_of(pseudonym(key, bid), PARTITIONS)
 
-    ids = {"unmatched": national_id.generate(rng)}
+    def pick(ok: Any) -> str:
+        bid = national_id.generate(rng)
+        while not ok(where(bid)):
+            bid = national_id.generate(rng)
+        return bid
+
+    ids = {"unmatched": pick(lambda p: True)}
+    ids["idle"] = pick(lambda p: p != where(ids["unmatched"]))
+    ids["neighbour"] = pick(lambda p: p == where(ids["idle"]))
+    reserved = {where(ids["unmatched"]), where(ids["idle"])}
     for role in ("beyond_grace", "cancel_first", "repeated", "velocity_1", "velocity_2",
                  "no_consent"):
-        bid = national_id.generate(rng)
-        while where(bid) == where(ids["unmatched"]):
-            bid = national_id.generate(rng)
-        ids[role] = bid
+        ids[role] = pick(lambda p: p not in reserved)
     return ids
 
 
@@ -203,6 +214,16 @@ def plan(now: int, key: bytes) -> dict[str, Scene]:
     s.add(1, draw("c-x", BANK_B, who, now - 3 * D, 30_000))
     s.add(1, cancel("c-cancel-unknown", BANK_A, who, now - 3 * D + H, "c-x"))
     s.add(2, repay("c-later", BANK_A, who, now - 3 * D + H + 2 * D, 20_000))
+    s.unmatched.append((BANK_A, "c-cancel-unknown"))
+
+    # c'. the same, the borrower never seen again; a neighbour's draw moves the partition on
+    s = scene("unmatched_idle", "idle", "neighbour")
+    idle, neighbour = ids["idle"], ids["neighbour"]
+    s.add(1, draw("g-1", BANK_B, idle, now - 4 * D, 25_000))
+    s.add(1, cancel("g-cancel-unknown", BANK_B, idle, now - 4 * D + H, "g-never-sent"))
+    s.add(1, draw("x-1", BANK_A, neighbour, now - 4 * D + 2 * H, 15_000))
+    s.add(2, draw("x-2", BANK_A, neighbour, now - 2 * D, 35_000))
+    s.unmatched.append((BANK_B, "g-cancel-unknown"))
 
     # d. a re-sent cancel, a second cancel of the same event, a cancel of a cancel
     s = scene("repeated", "repeated")
@@ -569,10 +590,11 @@ def test_cancel_published_before_its_event_wins(run: Run) -> None:
     ledger = _ledger(run, scene)
     assert ledger[(BANK_A, "b-t")][1:] == ["draw", 70_000, "CNY", t.occurred_at_ms, "jiebei", ""]
     assert ledger[(BANK_A, "b-c")][-1] == "b-t"  # hence "cancelled" for b-t
-    _check_buckets(run, scene)
+    zeros = _check_buckets(run, scene)
     hour = datetime.fromtimestamp(t.occurred_at_ms / 1000, UTC).strftime("%Y-%m-%dT%H:00")
     hourly, _ = _stored_buckets(run, "hourly", [who])
     assert (run.who(who), hour) not in hourly  # no row, or an all-zero one
+    print(f"\n[cancellations] cancel first: all-zero rows (daily, hourly) {zeros}")
     assert _notices(run, 3, scene) == []
 
 
@@ -592,11 +614,13 @@ def test_unmatched_cancel_is_reported_once_the_horizon_passes(run: Run) -> None:
     expected = [(BANK_A, UNMATCHED, "c-cancel-unknown", loans_topic, partition, offset)]
     assert _notices(run, 2, scene) == expected
     assert _notices(run, 3, scene) == expected  # and only once
-    [notice] = [n for n in run.notices[3] if n["reason"] == UNMATCHED]
+    [notice] = [n for n in run.notices[3]
+                if n["reason"] == UNMATCHED and n["lender_id"] == BANK_A]
     assert "cancels_event_id" in notice["detail"], notice["detail"]
+    print(f"\n[cancellations] CANCEL_UNMATCHED detail: {notice['detail']!r}")
     assert run.rejected_metric[2].get((BANK_A, UNMATCHED)) == 1
     assert run.rejected_metric[3].get((BANK_A, UNMATCHED)) == 1
-    stored = [r for r in run.stored["rejections"] if r[1] == UNMATCHED]
+    stored = [r for r in run.stored["rejections"] if r[1] == UNMATCHED and r[0] == BANK_A]
     assert stored == [[BANK_A, UNMATCHED, notice["detail"], "c-cancel-unknown", loans_topic,
                        partition, offset]]
 
@@ -609,6 +633,29 @@ def test_unmatched_cancel_is_reported_once_the_horizon_passes(run: Run) -> None:
     assert _answer(run, 3, who)["distinct_lenders"] == 2  # bank B's draw, bank A's repayment
     _check_ledger(run, scene)  # the cancel's own row stays
     assert _ledger(run, scene)[(BANK_A, "c-cancel-unknown")][-1] == "c-x"
+    _check_buckets(run, scene)
+
+
+def test_unmatched_cancel_is_reported_when_its_borrower_is_never_seen_again(run: Run) -> None:
+    scene = run.scenes["unmatched_idle"]
+    idle, neighbour = scene.borrowers
+    cancel_ev = scene.sent[1].event
+    assert scene.sent[3].event.occurred_at_ms >= cancel_ev.occurred_at_ms + D
+    loans_topic = run.settings.topics.loans(BANK_B)
+    [(partition, offset)] = run.positions[(BANK_B, "g-cancel-unknown")]
+    assert _notices(run, 1, scene) == []
+    assert run.rejected_metric[1].get((BANK_B, UNMATCHED), 0) == 0
+    expected = [(BANK_B, UNMATCHED, "g-cancel-unknown", loans_topic, partition, offset)]
+    assert _notices(run, 2, scene) == expected
+    assert _notices(run, 3, scene) == expected
+    assert run.rejected_metric[2].get((BANK_B, UNMATCHED)) == 1
+    assert run.rejected_metric[3].get((BANK_B, UNMATCHED)) == 1
+    assert [r[3:] for r in run.stored["rejections"] if r[1] == UNMATCHED and r[0] == BANK_B] \
+        == [["g-cancel-unknown", loans_topic, partition, offset]]
+    for national in (idle, neighbour):
+        _check_answer(run, 3, national, counted(scene.admitted))
+    assert _answer(run, 3, idle)["draws"] == 1 and _answer(run, 3, neighbour)["draws"] == 2
+    _check_ledger(run, scene)
     _check_buckets(run, scene)
 
 
@@ -682,7 +729,8 @@ def test_whole_run_ledger_buckets_rejections_and_metrics(run: Run) -> None:
     assert _stored_buckets(run, "hourly", everyone)[0] == hourly
     assert len({who for who, *_ in run.stored["daily"]}) == len(everyone)
 
-    expected = [(BANK_A, UNMATCHED, "c-cancel-unknown"),
+    expected = [*((lender, UNMATCHED, eid) for scene in run.scenes.values()
+                  for lender, eid in scene.unmatched),
                 *((s.event.lender_id, s.fate, s.event.event_id)
                   for scene in run.scenes.values() for s in scene.sent if s.fate != ADMITTED)]
     assert sorted((r[0], r[1], r[3]) for r in run.stored["rejections"]) == sorted(expected)
