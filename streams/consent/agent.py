@@ -17,6 +17,7 @@ rows collapse on their source coordinates in ClickHouse.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -61,12 +62,11 @@ class ConsentConsumer:
         options = self.settings.kafka_client_options()
         consumer = AIOKafkaConsumer(**options, group_id=self.group_id, enable_auto_commit=False,
                                     auto_offset_reset="earliest", metadata_max_age_ms=3000)
-        producer = AIOKafkaProducer(**options, acks="all", enable_idempotence=True,
-                                    linger_ms=5)
+        send_or_read_again = SendOrReadAgain("consent", lambda: AIOKafkaProducer(
+            **options, acks="all", enable_idempotence=True, linger_ms=5))
         await consumer.start()
-        await producer.start()
+        await send_or_read_again.start()
         consumer.subscribe(pattern=self.settings.topics.consent_pattern)
-        send_or_read_again = SendOrReadAgain("consent")
         try:
             while not self._stopping.is_set():
                 records = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
@@ -75,7 +75,7 @@ class ConsentConsumer:
                     continue
                 result = await self.ingest.ingest(batch)
                 if not await send_or_read_again(
-                        consumer, records, self._send(producer, result)):
+                        consumer, records, functools.partial(self._send, result=result)):
                     continue
                 for rej in result.rejections:
                     METRICS.events_rejected.inc(rej.lender_id, str(rej.reason))
@@ -83,7 +83,7 @@ class ConsentConsumer:
                     METRICS.consent_records.inc(lender, action, amount=n)
                 await commit_read(consumer, records, "consent")
         finally:
-            await producer.stop()
+            await send_or_read_again.stop()
             await consumer.stop()
 
     def stop(self) -> None:

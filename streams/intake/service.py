@@ -30,6 +30,7 @@ afterwards the intake group's own commits rule.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Callable
@@ -138,14 +139,13 @@ class BulkIntake:
             **options, group_id=self.group_id, enable_auto_commit=False,
             auto_offset_reset="earliest", metadata_max_age_ms=3000,
             max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024)
-        producer = AIOKafkaProducer(
+        send_or_read_again = SendOrReadAgain("intake", lambda: AIOKafkaProducer(
             **options, acks="all", enable_idempotence=True, linger_ms=2,
-            max_batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024)
+            max_batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024))
         await self.carry_over()
         await consumer.start()
-        await producer.start()
+        await send_or_read_again.start()
         consumer.subscribe(pattern=settings.topics.loans_pattern)
-        send_or_read_again = SendOrReadAgain("intake")
         try:
             while not self._stopping.is_set():
                 records = await consumer.getmany(timeout_ms=200,
@@ -155,7 +155,7 @@ class BulkIntake:
                 result = self.validator.validate(incoming(records))
                 await self.gate.redact_unconsented(result)
                 if not await send_or_read_again(
-                        consumer, records, self._send_all(producer, result)):
+                        consumer, records, functools.partial(self._send_all, result=result)):
                     continue
                 await commit_read(consumer, records, "intake")
                 for lender, n in result.events_in.items():
@@ -164,7 +164,7 @@ class BulkIntake:
                 if self._on_progress is not None:
                     self._on_progress()
         finally:
-            await producer.stop()
+            await send_or_read_again.stop()
             await consumer.stop()
 
     def stop(self) -> None:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from schemas.records import Incoming
@@ -61,25 +61,57 @@ class SendOrReadAgain:
 
     A failed send must never be committed over: the still-assigned partitions are sought back
     to the read's first record (:func:`read_again`) and the loop waits, 0.5 s doubling up to
-    10 s, before it reads again; the first send that succeeds resets the wait."""
+    10 s, before it reads again; the first send that succeeds resets the wait.
 
-    def __init__(self, what: str) -> None:
+    It owns the idempotent producer (``new_producer()`` builds one): after a failed send the
+    producer is replaced. An idempotent producer whose batch failed (e.g. on a leader change)
+    can be left out of sequence with the broker, and then every later send fails with
+    ``OutOfOrderSequenceNumber`` (the Kafka producer documentation calls the error fatal: the
+    producer must be closed). Seen in the rebalance test on 2026-11-29: intake retried one read
+    for two minutes on a producer in that state. A new producer gets a new producer id.
+    """
+
+    def __init__(self, what: str, new_producer: Callable[[], AIOKafkaProducer]) -> None:
         self.what = what
         self.delay = 0.5
+        self._new_producer = new_producer
+        self.producer: AIOKafkaProducer | None = None
+        self.renewals = 0
+
+    async def start(self) -> None:
+        self.producer = self._new_producer()
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+            self.producer = None
 
     async def __call__(self, consumer: AIOKafkaConsumer,
                        records: Mapping[TopicPartition, Sequence[Any]],
-                       sending: Awaitable[None]) -> bool:
-        """True once ``sending`` (the read's sends, acknowledged) succeeded; False after a
-        refused send (read again)."""
+                       send: Callable[[AIOKafkaProducer], Awaitable[None]]) -> bool:
+        """True once ``send(producer)`` (the read's sends, acknowledged) succeeded; False after
+        a refused send (read again, with a new producer)."""
+        assert self.producer is not None, "start() first"
         try:
-            await sending
+            await send(self.producer)
         except KafkaError as exc:
-            log.warning("%s: send failed (%r); reading the batch again in %.1fs", self.what,
-                        exc, self.delay)
+            log.warning("%s: send failed (%r); reading the batch again in %.1fs with a new "
+                        "producer", self.what, exc, self.delay)
             read_again(consumer, records)
+            await self._renew()
             await asyncio.sleep(self.delay)
             self.delay = min(self.delay * 2, 10.0)
             return False
         self.delay = 0.5
         return True
+
+    async def _renew(self) -> None:
+        old, self.producer = self.producer, None
+        try:
+            if old is not None:
+                await old.stop()
+        except KafkaError as exc:  # its pending batches fail; their records are read again
+            log.warning("%s: stopping the old producer failed (%r)", self.what, exc)
+        await self.start()
+        self.renewals += 1
