@@ -15,6 +15,7 @@ from tests.support.oracle import (
     expected_buckets,
     expected_rows,
     ledger_difference,
+    stale_last_draw,
     stored_buckets,
 )
 from tests.support.pipeline import dump_clickhouse, wait_drained
@@ -56,6 +57,13 @@ async def test_pipeline_matches_ground_truth_exactly(settings: Settings, worker_
     assert len(daily) == len(expected_daily)
     assert daily == expected_rows(expected_daily)
     assert hourly == expected_rows(expected_hourly)
+    assert not stale_last_draw(stored["daily"]) and not stale_last_draw(stored["hourly"])
+    # the cancels show: an oracle that ignored them would not match what is stored
+    ignoring, _ = expected_buckets([ev for ev in truth.admitted if ev.event_type != "cancel"],
+                                   settings.pseudonym_key_bytes, settings.tz)
+    assert daily != expected_rows(ignoring)
+    print(f"[exactness] all-zero bucket rows dropped: daily {len(stored['daily']) - len(daily)}"
+          f", hourly {len(stored['hourly']) - len(hourly)}")
 
     rejections = {(lender, reason): n for lender, reason, n in stored["rejections"]}
     expected_rejections = {(lender, reason): n for lender, reasons in truth.rejections.items()

@@ -23,6 +23,7 @@ from tests.support.oracle import (
     expected_buckets,
     expected_rows,
     ledger_difference,
+    stale_last_draw,
     stored_buckets,
 )
 from tests.support.pipeline import dump_clickhouse, group_lag, wait_drained
@@ -90,6 +91,7 @@ async def test_sigkill_storm_loses_nothing_and_counts_nothing_twice(
     daily, hourly = expected_buckets(truth.admitted, settings.pseudonym_key_bytes, settings.tz)
     assert stored_buckets(stored["daily"]) == expected_rows(daily)
     assert stored_buckets(stored["hourly"]) == expected_rows(hourly)
+    assert not stale_last_draw(stored["daily"]) and not stale_last_draw(stored["hourly"])
     rejections = {(lender, reason): n for lender, reason, n in stored["rejections"]}
     assert rejections == {(lender, reason): n for lender, reasons in truth.rejections.items()
                           for reason, n in reasons.items()}

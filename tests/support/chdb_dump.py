@@ -10,7 +10,7 @@ from consumers.clickhouse.client import connect
 from streams.settings import Settings
 
 BUCKET = ("draws, draw_amount_minor, repayments, repaid_amount_minor, defaults, "
-          "arraySort(lenders)")
+          "arraySort(lenders), toUnixTimestamp64Milli(last_draw_at)")
 
 
 def find(ch, needles: list[str]) -> dict[str, list[str]]:

@@ -16,6 +16,7 @@ from tests.support.oracle import (
     expected_rows,
     ledger_difference,
     pseudonym,
+    stale_last_draw,
     stored_buckets,
 )
 
@@ -63,33 +64,45 @@ def test_buckets_from_counted_events_only() -> None:
     daily, hourly = expected_buckets(ADMITTED, KEY, TZ)
     assert expected_rows(daily) == {
         (P1, "2026-03-01"): {"draws": 1, "draw_amount_minor": 5_000, "repayments": 0,
-                             "repaid_amount_minor": 0, "defaults": 0, "lenders": ["L2"]},
+                             "repaid_amount_minor": 0, "defaults": 0, "lenders": ["L2"],
+                             "last_draw_at_ms": T + 30 * 60_000},
         (P1, "2026-03-03"): {"draws": 0, "draw_amount_minor": 0, "repayments": 0,
-                             "repaid_amount_minor": 0, "defaults": 1, "lenders": ["L1"]},
+                             "repaid_amount_minor": 0, "defaults": 1, "lenders": ["L1"],
+                             "last_draw_at_ms": None},
     }
     assert expected_rows(hourly) == {
         (P1, "2026-03-01T02:00"): {"draws": 1, "draw_amount_minor": 5_000, "repayments": 0,
-                                   "repaid_amount_minor": 0, "defaults": 0, "lenders": ["L2"]},
+                                   "repaid_amount_minor": 0, "defaults": 0, "lenders": ["L2"],
+                                   "last_draw_at_ms": T + 30 * 60_000},
         (P1, "2026-03-03T02:00"): {"draws": 0, "draw_amount_minor": 0, "repayments": 0,
-                                   "repaid_amount_minor": 0, "defaults": 1, "lenders": ["L1"]},
+                                   "repaid_amount_minor": 0, "defaults": 1, "lenders": ["L1"],
+                                   "last_draw_at_ms": None},
     }
 
 
 def test_stored_rows_drop_all_zero_buckets() -> None:
     """What ClickHouse may hold: the withdrawn days as all-zero rows; they do not count."""
     rows = [
-        [P1, "2026-03-01", 1, 5_000, 0, 0, 0, ["L2"]],
-        [P1, "2026-03-02", 0, 0, 0, 0, 0, []],  # e3's day, all withdrawn
-        [P1, "2026-03-03", 0, 0, 0, 0, 1, ["L1"]],
-        [P2, "2026-03-01", 0, 0, 0, 0, 0, []],  # e5's day
+        [P1, "2026-03-01", 1, 5_000, 0, 0, 0, ["L2"], T + 30 * 60_000],
+        [P1, "2026-03-02", 0, 0, 0, 0, 0, [], None],  # e3's day, all withdrawn
+        [P1, "2026-03-03", 0, 0, 0, 0, 1, ["L1"], None],
+        [P2, "2026-03-01", 0, 0, 0, 0, 0, [], None],  # e5's day
     ]
     daily, _ = expected_buckets(ADMITTED, KEY, TZ)
     assert stored_buckets(rows) == expected_rows(daily)
-    # a row with anything left in it is not dropped, and then differs
-    rows[1] = [P1, "2026-03-02", 0, 0, 1, 4_000, 0, ["L1"]]
+    assert stale_last_draw(rows) == []
+    # the last draw must be the last counted one (e1 at T was withdrawn)
+    rows[0][8] = T
     assert stored_buckets(rows) != expected_rows(daily)
-    rows[1] = [P1, "2026-03-02", 0, 0, 0, 0, 0, ["L1"]]  # a lender left is not all-zero
+    rows[0][8] = T + 30 * 60_000
+    # a row with anything left in it is not dropped, and then differs
+    rows[1] = [P1, "2026-03-02", 0, 0, 1, 4_000, 0, ["L1"], None]
+    assert stored_buckets(rows) != expected_rows(daily)
+    rows[1] = [P1, "2026-03-02", 0, 0, 0, 0, 0, ["L1"], None]  # a lender left: not all-zero
     assert (P1, "2026-03-02") in stored_buckets(rows)
+    rows[1] = [P1, "2026-03-02", 0, 0, 0, 0, 0, [], T]  # all-zero with a stale last draw
+    assert stored_buckets(rows) == expected_rows(daily)
+    assert stale_last_draw(rows) == [rows[1]]
 
 
 def test_ledger_holds_every_admitted_event_cancels_included() -> None:
