@@ -72,8 +72,11 @@ class Worker:
 
 
 async def publish_backlog(settings: Settings, events: int, now_ms: int) -> dict[str, Any]:
+    # no cancels: the Quix Streams peer (bench.quix_peer) reads the same backlog and does not
+    # implement them
     params = SimulationParams(seed=11, lenders=5, borrowers=max(2000, events // 10),
-                              events=events, days=30, consent_rate=0.9, now_ms=now_ms)
+                              events=events, days=30, consent_rate=0.9, cancel_rate=0.0,
+                              now_ms=now_ms)
     started = time.monotonic()
     result = await run_simulation(settings, params)
     return {"loan_records": result.truth.published["loans"] + result.truth.published["raw"],

@@ -91,6 +91,7 @@ def main() -> None:
     settings = Settings()
     params = SimulationParams(seed=5, lenders=5, borrowers=3000, days=30, consent_rate=1.0,
                               duplicate_rate=0.0, late_rate=0.0, malformed_rate=0.0,
+                              cancel_rate=0.0,
                               now_ms=int(time.time()) * 1000)
     loans = [it.loan for it in generate_sequence(params) if it.kind is ItemKind.LOAN][:EVENTS]
     n = len(loans)

@@ -15,6 +15,13 @@ e. no consent of (borrower, L) in force at ``occurred_at_ms`` -> ``NO_CONSENT``,
    in force at t is the latest consent record with ``effective_at_ms <= t`` being a grant (at the
    same millisecond a revoke wins), and no record means no consent;
 f. otherwise ``ADMITTED``.
+
+Cancels (``event_type`` ``cancel``) go through the same rules: de-duplicated by their own
+``event_id``, admitted if consent is in force at their own ``occurred_at_ms``. An admitted cancel
+withdraws the admitted non-cancel event of the same borrower and lender whose ``event_id`` it
+names, whenever that arrives (:meth:`GroundTruth.counted`); it counts nowhere itself, and a
+cancel of a cancel, of an unknown or of a not admitted event withdraws nothing. The ledger
+holds every admitted event, cancels included (:attr:`GroundTruth.admitted`).
 """
 
 from __future__ import annotations
@@ -28,6 +35,11 @@ from typing import Any, NamedTuple
 
 from schemas.reasons import RejectReason
 from schemas.records import ConsentAction, ConsentRecord, EventType, LoanEvent
+from streams.lender.population import GRACE_HOURS, HOUR_MS
+
+#: Keys of :attr:`GroundTruth.cancels`.
+CANCEL_FIGURES = ("published", "admitted", "effective", "effective_late",
+                  "effective_before_target")
 
 
 class AdmittedEvent(NamedTuple):
@@ -37,6 +49,7 @@ class AdmittedEvent(NamedTuple):
     event_type: str
     amount_minor: int
     occurred_at_ms: int
+    cancels_event_id: str = ""  # a cancel's target, "" for other events
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +69,11 @@ class GroundTruth:
     admitted: list[AdmittedEvent]
     rejections: dict[str, dict[str, int]]
     published: dict[str, int]
+    #: cancels: ``published`` (re-sends included), ``admitted``, ``effective`` (admitted, and
+    #: naming an admitted event: it withdraws it), of those ``effective_late`` (happened more
+    #: than GRACE_HOURS after their target) and ``effective_before_target`` (published before
+    #: their target)
+    cancels: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CANCEL_FIGURES, 0))
 
     def rejected_total(self, reason: RejectReason | str | None = None) -> int:
         """Rejections over all lenders, of one reason or of all."""
@@ -69,6 +87,28 @@ class GroundTruth:
     def admitted_for(self, borrower_id: str) -> list[AdmittedEvent]:
         return [ev for ev in self.admitted if ev.borrower_id == borrower_id]
 
+    def cancelled(self) -> set[tuple[str, str, str]]:
+        """``(borrower_id, lender_id, event_id)`` named by an admitted cancel."""
+        return {
+            (ev.borrower_id, ev.lender_id, ev.cancels_event_id)
+            for ev in self.admitted
+            if ev.event_type == EventType.CANCEL
+        }
+
+    def counted(self) -> list[AdmittedEvent]:
+        """The admitted events that count (in buckets and risk answers): not cancels, and not
+        named by an admitted cancel of the same borrower and lender."""
+        gone = self.cancelled()
+        return [
+            ev
+            for ev in self.admitted
+            if ev.event_type != EventType.CANCEL
+            and (ev.borrower_id, ev.lender_id, ev.event_id) not in gone
+        ]
+
+    def counted_for(self, borrower_id: str) -> list[AdmittedEvent]:
+        return [ev for ev in self.counted() if ev.borrower_id == borrower_id]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "params": self.params,
@@ -81,6 +121,7 @@ class GroundTruth:
             "admitted": [list(ev) for ev in self.admitted],
             "rejections": self.rejections,
             "published": self.published,
+            "cancels": self.cancels,
         }
 
     def write(self, path: Path) -> None:
@@ -129,6 +170,8 @@ class TruthBuilder:
         self._granted: dict[str, set[str]] = defaultdict(set)
         self._rejections: dict[str, Counter[str]] = defaultdict(Counter)
         self._published: Counter[str] = Counter()
+        self._cancels_published = 0
+        self._before_target: set[tuple[str, str]] = set()  # (lender, cancel's event_id)
 
     def observe_loan(self, topic_lender: str, ev: LoanEvent) -> None:
         """A well-formed loan event published on ``topic_lender``'s loans topic."""
@@ -136,12 +179,17 @@ class TruthBuilder:
         if ev.lender_id != topic_lender:
             self._rejections[topic_lender][RejectReason.LENDER_MISMATCH] += 1
             return
+        if ev.event_type is EventType.CANCEL:
+            self._cancels_published += 1
         key = (topic_lender, ev.event_id)
         if key in self._seen:
             self._rejections[topic_lender][RejectReason.DUPLICATE] += 1
             return
         self._seen.add(key)
         self._candidates.append(ev)
+        target_seen = (topic_lender, ev.cancels_event_id) in self._seen
+        if ev.event_type is EventType.CANCEL and not target_seen:
+            self._before_target.add(key)  # its target is published later, or never
 
     def observe_raw(self, topic_lender: str, reason: RejectReason) -> None:
         """A record the simulator broke on purpose, failing with ``reason`` (rules a-c)."""
@@ -171,6 +219,7 @@ class TruthBuilder:
                     EventType(ev.event_type).value,
                     ev.amount_minor,
                     ev.occurred_at_ms,
+                    ev.cancels_event_id or "",
                 )
             )
         return GroundTruth(
@@ -187,4 +236,27 @@ class TruthBuilder:
                 for lid, c in sorted(rejections.items())
             },
             published={k: self._published[k] for k in ("loans", "consent", "raw")},
+            cancels=self._cancel_figures(admitted),
         )
+
+    def _cancel_figures(self, admitted: list[AdmittedEvent]) -> dict[str, int]:
+        figures = dict.fromkeys(CANCEL_FIGURES, 0)
+        figures["published"] = self._cancels_published
+        targets = {
+            (ev.borrower_id, ev.lender_id, ev.event_id): ev
+            for ev in admitted
+            if ev.event_type != EventType.CANCEL
+        }
+        for ev in admitted:
+            if ev.event_type != EventType.CANCEL:
+                continue
+            figures["admitted"] += 1
+            target = targets.get((ev.borrower_id, ev.lender_id, ev.cancels_event_id))
+            if target is None:
+                continue
+            figures["effective"] += 1
+            if ev.occurred_at_ms - target.occurred_at_ms > GRACE_HOURS * HOUR_MS:
+                figures["effective_late"] += 1
+            if (ev.lender_id, ev.event_id) in self._before_target:
+                figures["effective_before_target"] += 1
+        return figures

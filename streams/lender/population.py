@@ -28,6 +28,9 @@ from schemas.records import ConsentAction, EventType
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
+#: The registry's default ``GRACE_HOURS``: a "late" cancel happens more than this after the
+#: event it cancels.
+GRACE_HOURS = 72
 
 #: The first lenders, with their products and (weight, median amount in yuan) per product.
 LENDER_CATALOGUE: tuple[tuple[str, tuple[tuple[str, float, float], ...]], ...] = (

@@ -7,6 +7,14 @@ record's effective time, a loan event's event time, or later for a *late* event 
 after it happened, some beyond 72 h) and for a *duplicate* (an exact re-send of an earlier
 event: same event id, same key). *Malformed* records (garbage, unknown fingerprint, invalid
 fields, another lender's id in the payload) are sent raw, bypassing the publisher's checks.
+*Cancels* (``cancel_rate`` per loan event) withdraw an event of the same lender and borrower
+(``cancels_event_id``, the target's ``loan_id`` and product, amount 0, a fresh event id, an
+event time at or after the target's), whether or not the registry admits the target; the
+kinds are tagged (:data:`~streams.lender.sim_types.CANCEL_TAGS`): ``cancel`` (70 %) follows
+its target within 36 h, ``cancel_late`` (18 %) happens 73-240 h after it (beyond the grace
+period), ``cancel_before`` (12 %) is published BEFORE its target, which the lender publishes
+late. A cancel is re-sent (``duplicate``) like any event. Cancels come from a random generator
+of their own (seeded by ``seed``), so the rest of a seeded history does not depend on them.
 :func:`live_items` draws further records, happening now, from the same scenario.
 
 No Kafka and no clock here (when ``now_ms`` is set): publishing is
@@ -18,7 +26,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from schemas.codec import HEADER_SIZE, LOAN_EVENT, MAGIC, codec_for
 from schemas.national_id import check_character
@@ -37,6 +45,13 @@ _LIVE_WEIGHT = {
     "defaulter": 2,
 }
 
+#: A ``cancel_late`` happens 73-240 h after its target, beyond ``GRACE_HOURS`` (72 h by
+#: default; the target's daily bucket is mostly closed by then).
+GRACE_HOURS = pop.GRACE_HOURS
+#: Kinds of cancels (SimItem tags) and their shares.
+_CANCEL_KINDS = ("cancel", "cancel_late", "cancel_before")
+_CANCEL_WEIGHTS = (0.70, 0.18, 0.12)
+
 #: Injected malformations and the reason the registry must give.
 MALFORMATIONS: dict[str, RejectReason] = {
     "garbage": RejectReason.MALFORMED,
@@ -52,8 +67,15 @@ MALFORMATIONS: dict[str, RejectReason] = {
 class _Assembler:
     """Turns planned events into items, injecting late, duplicate and malformed records."""
 
-    def __init__(self, rng: random.Random, params: SimulationParams, lender_ids: list[str]):
+    def __init__(
+        self,
+        rng: random.Random,
+        params: SimulationParams,
+        lender_ids: list[str],
+        cancel_rng: random.Random,
+    ):
         self.rng = rng
+        self.cancel_rng = cancel_rng  # everything about cancels, so ``rng`` never depends on them
         self.params = params
         self.now_ms = params.now_ms or 0
         self.lender_ids = lender_ids
@@ -70,26 +92,102 @@ class _Assembler:
     def event_id(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
-    def lateness_ms(self) -> int:
+    def lateness_ms(self, rng: random.Random | None = None) -> int:
         """How late a late event is published: < 1 day (50 %), 1-3 days, beyond 72 h (20 %)."""
-        tier = self.rng.random()
+        rng = rng or self.rng
+        tier = rng.random()
         low, high = (1, 24) if tier < 0.5 else (24, 72) if tier < 0.8 else (73, 168)
-        return int(self.rng.uniform(low, high) * pop.HOUR_MS)
+        return int(rng.uniform(low, high) * pop.HOUR_MS)
 
-    def loan(self, ev: LoanEvent, latest_ms: int, *, seq_ms: int | None = None) -> None:
+    def cancel_kind(self) -> str | None:
+        """Whether the next loan event is to be cancelled, and by which kind of cancel."""
+        crng = self.cancel_rng
+        if crng.random() >= self.params.cancel_rate:
+            return None
+        return crng.choices(_CANCEL_KINDS, _CANCEL_WEIGHTS)[0]
+
+    def loan(
+        self,
+        ev: LoanEvent,
+        latest_ms: int,
+        *,
+        seq_ms: int | None = None,
+        cancel: str | None = None,
+    ) -> None:
         """Add ``ev`` at ``seq_ms`` (default: its event time, or later if drawn to be late,
-        never after ``latest_ms``), maybe followed by a duplicate and a malformed sibling."""
+        never after ``latest_ms``), maybe followed by a duplicate and a malformed sibling, and
+        by a cancel of kind ``cancel`` (:meth:`cancel_kind`)."""
         rng, seq, tag = self.rng, ev.occurred_at_ms, ""
         if seq_ms is not None:
             seq, tag = seq_ms, ("late" if seq_ms > ev.occurred_at_ms else "")
         elif rng.random() < self.params.late_rate:
             seq, tag = min(max(seq, latest_ms), seq + self.lateness_ms()), "late"
+        if cancel == "cancel_before" and seq_ms is None and seq == ev.occurred_at_ms:
+            # the lender publishes the event late, after its cancel
+            late = min(max(seq, latest_ms), seq + self.lateness_ms(self.cancel_rng))
+            seq, tag = late, ("late" if late > seq else tag)
         self._put(SimItem(seq, ItemKind.LOAN, ev.lender_id, loan=ev, tag=tag), 1)
         if rng.random() < self.params.duplicate_rate:
             later = min(max(seq, latest_ms), seq + rng.randint(60_000, 12 * pop.HOUR_MS))
             self._put(SimItem(later, ItemKind.LOAN, ev.lender_id, loan=ev, tag="duplicate"), 1)
         if rng.random() < self.params.malformed_rate:
             self._put(self._malformed_item(ev), 1)
+        if cancel is not None:
+            self.cancel(ev, seq, cancel, latest_ms)
+
+    def cancel(
+        self,
+        target: LoanEvent,
+        target_seq: int,
+        kind: str,
+        latest_ms: int,
+        *,
+        at_ms: int | None = None,
+    ) -> None:
+        """Add a cancel of ``target`` (published at ``target_seq``) of kind ``kind``, or of
+        kind ``cancel`` where ``kind`` does not fit (a late cancel would happen after
+        ``latest_ms``; a cancel before its target needs a target published late), maybe
+        followed by a re-send of it. ``at_ms``: the cancel's event time (default: drawn)."""
+        crng = self.cancel_rng
+        if at_ms is None:
+            at, kind = self._cancel_time(target.occurred_at_ms, target_seq, kind, latest_ms)
+        else:
+            at = at_ms
+        # a cancel before its target is published at its own time, the others after the target
+        seq = at if kind == "cancel_before" else max(at, target_seq)
+        ev = LoanEvent(
+            self.cancel_event_id(),
+            target.lender_id,
+            target.borrower_id,
+            target.loan_id,
+            EventType.CANCEL,
+            0,
+            target.currency,
+            at,
+            target.product,
+            target.event_id,
+        )
+        self._put(SimItem(seq, ItemKind.LOAN, ev.lender_id, loan=ev, tag=kind), 1)
+        if crng.random() < self.params.duplicate_rate:
+            later = min(max(seq, latest_ms), seq + crng.randint(60_000, 12 * pop.HOUR_MS))
+            self._put(SimItem(later, ItemKind.LOAN, ev.lender_id, loan=ev, tag="duplicate"), 1)
+
+    def _cancel_time(
+        self, t0: int, target_seq: int, kind: str, latest_ms: int
+    ) -> tuple[int, str]:
+        """A cancel's event time and kind, given its target's event and publish times."""
+        crng = self.cancel_rng
+        if kind == "cancel_late":
+            at = t0 + int(crng.uniform(GRACE_HOURS + 1, 240) * pop.HOUR_MS)
+            if at < latest_ms:
+                return at, kind
+        elif kind == "cancel_before" and target_seq > t0:
+            return t0 + crng.randrange(target_seq - t0), kind  # before the target is published
+        last = max(t0, latest_ms - 1)  # no cancel happens after the end of the history
+        return min(last, t0 + crng.randint(60_000, 36 * pop.HOUR_MS)), "cancel"
+
+    def cancel_event_id(self) -> str:
+        return str(uuid.UUID(int=self.cancel_rng.getrandbits(128), version=4))
 
     def _malformed_item(self, base: LoanEvent) -> SimItem:
         names = list(MALFORMATIONS)
@@ -144,6 +242,9 @@ class Scenario:
     borrowers: list[pop.Borrower]
     items: list[SimItem]
     rng: random.Random  # continues after the history (live mode)
+    cancel_rng: random.Random = field(default_factory=random.Random)  # the same, for cancels
+    #: the history's loan events other than cancels (late cancels in live mode name them)
+    history_events: list[LoanEvent] = field(default_factory=list)
 
 
 def build_scenario(params: SimulationParams) -> Scenario:
@@ -155,7 +256,8 @@ def build_scenario(params: SimulationParams) -> Scenario:
     lender_ids = list(catalogue)
     start = now - params.days * pop.DAY_MS
     people = pop.borrowers(rng, params.borrowers, lender_ids)
-    asm = _Assembler(rng, params, lender_ids)
+    asm = _Assembler(rng, params, lender_ids, cancel_rng(params.seed))
+    events: list[LoanEvent] = []
     for person in people:
         for c in pop.plan_consent(rng, person, params.consent_rate, start, now):
             rec = ConsentRecord(
@@ -174,8 +276,16 @@ def build_scenario(params: SimulationParams) -> Scenario:
                 p.occurred_at_ms,
                 p.product,
             )
-            asm.loan(ev, now)
-    return Scenario(params, lenders, people, asm.sorted_items(), rng)
+            events.append(ev)
+            asm.loan(ev, now, cancel=asm.cancel_kind())
+    return Scenario(
+        params, lenders, people, asm.sorted_items(), rng, asm.cancel_rng, events
+    )
+
+
+def cancel_rng(seed: int) -> random.Random:
+    """The cancels' own random generator of a run seeded ``seed``."""
+    return random.Random(f"cancels-{seed}")
 
 
 def generate_sequence(params: SimulationParams) -> Iterator[SimItem]:
@@ -191,6 +301,7 @@ def live_items(scenario: Scenario, now_ms: int, count: int) -> list[SimItem]:
         rng,
         SimulationParams(**{**asdict(params), "now_ms": now_ms}),
         [lender.lender_id for lender in scenario.lenders],
+        scenario.cancel_rng,
     )
     weights = [_LIVE_WEIGHT[b.profile] for b in scenario.borrowers]
     by_id = {lender.lender_id: lender for lender in scenario.lenders}
@@ -206,8 +317,27 @@ def live_items(scenario: Scenario, now_ms: int, count: int) -> list[SimItem]:
         loan_id = f"{lid.split('-')[-1][:4]}-{rng.getrandbits(48):012x}"
         late = rng.random() < params.late_rate
         occurred = now_ms - asm.lateness_ms() if late else now_ms
+        cancel = asm.cancel_kind()
+        if cancel == "cancel_before" and not late:  # published late, after its cancel
+            occurred = now_ms - asm.lateness_ms(asm.cancel_rng)
+        elif cancel == "cancel_late":  # of a history event beyond the grace period
+            _cancel_history_event(asm, scenario.history_events, now_ms)
+            cancel = None
         ev = LoanEvent(
             asm.event_id(), lid, person.borrower_id, loan_id, kind, amount, "CNY", occurred, product
         )
-        asm.loan(ev, now_ms, seq_ms=now_ms)
+        asm.loan(ev, now_ms, seq_ms=now_ms, cancel=cancel)
     return asm.sorted_items()
+
+
+def _cancel_history_event(asm: _Assembler, history: list[LoanEvent], now_ms: int) -> None:
+    """A ``cancel_late`` happening at ``now_ms`` of a history event more than the grace period
+    older (published with the history, before any live item)."""
+    oldest = now_ms - (GRACE_HOURS + 1) * pop.HOUR_MS
+    for _ in range(20):
+        if not history:
+            return
+        target = history[asm.cancel_rng.randrange(len(history))]
+        if target.occurred_at_ms <= oldest:
+            asm.cancel(target, now_ms, "cancel_late", now_ms, at_ms=now_ms)
+            return

@@ -36,7 +36,15 @@ class SimItem:
     key: bytes | None = None  # RAW only
     value: bytes | None = None  # RAW only
     reason: RejectReason | None = None  # RAW only: the injected malformation's reason
-    tag: str = ""  # "late", "duplicate", or the malformation name
+    #: "late", "duplicate", a malformation name, or a cancel's kind (CANCEL_TAGS)
+    tag: str = ""
+
+
+#: Tags of the cancels the simulator publishes (a re-sent cancel is tagged "duplicate"):
+#: ``cancel`` withdraws an event of the same lender and borrower published shortly before;
+#: ``cancel_late`` one that happened more than the grace period (72 h) before the cancel;
+#: ``cancel_before`` one that the lender publishes late, AFTER the cancel.
+CANCEL_TAGS = ("cancel", "cancel_late", "cancel_before")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +61,10 @@ class SimulationParams:
     duplicate_rate: float = 0.01
     late_rate: float = 0.02
     malformed_rate: float = 0.005
+    #: cancels per loan event (history and live), drawn from a random generator of their own:
+    #: the other records keep their ids, times and amounts whatever this rate (only the
+    #: targets of ``cancel_before`` cancels are published later than they would be)
+    cancel_rate: float = 0.003
     now_ms: int | None = None  # None: wall clock rounded to the second
 
     def resolved(self) -> SimulationParams:

@@ -241,6 +241,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--duplicate-rate", type=_share, default=0.01)
     add("--late-rate", type=_share, default=0.02)
     add("--malformed-rate", type=_share, default=0.005)
+    add(
+        "--cancel-rate",
+        type=_share,
+        default=0.003,
+        help="cancels per loan event (default 0.003): each withdraws an event of the same "
+        "lender and borrower, some beyond the grace period, some published before it",
+    )
     add("--now", type=_rfc3339_ms, default=None, help="end of the history (default: now)")
     add("--truth", type=Path, default=None, help="write the expected outcome as JSON here")
     add("--quiet", action="store_true", help="no progress bar (none is drawn in a pipe anyway)")
@@ -260,6 +267,7 @@ def run(args: argparse.Namespace) -> int:
         duplicate_rate=args.duplicate_rate,
         late_rate=args.late_rate,
         malformed_rate=args.malformed_rate,
+        cancel_rate=args.cancel_rate,
         now_ms=args.now,
     )
     return asyncio.run(_run(get_settings(), params, args.truth, not args.quiet))

@@ -2,8 +2,9 @@
 
 The worker is killed with SIGKILL at random moments while it works through a seeded simulation
 (>= 100,000 events over 6 partitions); some incarnations kill themselves right after a
-ClickHouse insert and before the offset commit. After the final drain the stored results must
-equal the ground truth exactly. A negative control runs the same scenario with
+ClickHouse insert and before the offset commit. The workload holds cancels (some beyond the
+grace period, some published before the event they cancel). After the final drain the stored
+results must equal the ground truth exactly. A negative control runs the same scenario with
 de-duplication switched off and must come out WRONG, which proves the comparison can see
 double counting.
 """
@@ -18,17 +19,16 @@ import pytest
 
 from streams.lender.simulator import SimulationParams, run_simulation
 from streams.settings import Settings
-from tests.support.oracle import expected_buckets
+from tests.support.oracle import (
+    expected_buckets,
+    expected_rows,
+    ledger_difference,
+    stale_last_draw,
+    stored_buckets,
+)
 from tests.support.pipeline import dump_clickhouse, group_lag, wait_drained
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-FIELDS = ("draws", "draw_amount_minor", "repayments", "repaid_amount_minor", "defaults",
-          "lenders")
-
-
-def _rows(rows: list[list]) -> dict[tuple[str, str], dict]:
-    return {(r[0], r[1]): dict(zip(FIELDS, [*r[2:7], sorted(r[7])], strict=True)) for r in rows}
 
 
 async def _kill_scenario(settings: Settings, worker_factory, tmp_path, *, events: int,
@@ -36,7 +36,7 @@ async def _kill_scenario(settings: Settings, worker_factory, tmp_path, *, events
                          ) -> tuple[dict[str, Any], Any, dict[str, int]]:
     params = SimulationParams(seed=seed, lenders=4, borrowers=2500, events=events, days=30,
                               consent_rate=0.5, duplicate_rate=0.02, late_rate=0.03,
-                              malformed_rate=0.003)
+                              malformed_rate=0.003, cancel_rate=0.003)
     truth = (await run_simulation(settings, params, truth_path=tmp_path / "truth.json")).truth
     rng = random.Random(seed)
     figures = {"sigkill_random": 0, "sigkill_after_insert": 0}
@@ -75,17 +75,23 @@ async def test_sigkill_storm_loses_nothing_and_counts_nothing_twice(
         settings: Settings, worker_factory, tmp_path) -> None:
     stored, truth, figures = await _kill_scenario(
         settings, worker_factory, tmp_path, events=100_000, kills=10, seed=314, extra_env={})
-    print(f"[kill] {figures}, admitted {len(truth.admitted)}")
+    print(f"[kill] {figures}, admitted {len(truth.admitted)}, cancels {truth.cancels}")
+    # cancels withdraw admitted events, some beyond the grace period, some published before
+    # the event they cancel (seed 314: 137 effective, 18 late, 19 before)
+    assert truth.cancels["effective"] >= 60, truth.cancels
+    assert truth.cancels["effective_late"] >= 5, truth.cancels
+    assert truth.cancels["effective_before_target"] >= 5, truth.cancels
     assert figures["sigkill_random"] + figures["sigkill_after_insert"] >= 10
     assert figures["sigkill_after_insert"] >= 1
     assert figures["lag_before_final_drain"] > 0, "the kills must interrupt real work"
-    assert stored["ledger_rows"] == len(truth.admitted)
+    assert stored["ledger_rows"] == len(truth.admitted)  # cancels included
     assert stored["ledger_duplicates"] == 0
+    wrong_ledger = ledger_difference(stored["ledger"], truth.admitted)
+    assert not wrong_ledger, wrong_ledger
     daily, hourly = expected_buckets(truth.admitted, settings.pseudonym_key_bytes, settings.tz)
-    assert _rows(stored["daily"]) == {k: {**v, "lenders": sorted(v["lenders"])}
-                                      for k, v in daily.items()}
-    assert _rows(stored["hourly"]) == {k: {**v, "lenders": sorted(v["lenders"])}
-                                       for k, v in hourly.items()}
+    assert stored_buckets(stored["daily"]) == expected_rows(daily)
+    assert stored_buckets(stored["hourly"]) == expected_rows(hourly)
+    assert not stale_last_draw(stored["daily"]) and not stale_last_draw(stored["hourly"])
     rejections = {(lender, reason): n for lender, reason, n in stored["rejections"]}
     assert rejections == {(lender, reason): n for lender, reasons in truth.rejections.items()
                           for reason, n in reasons.items()}
@@ -100,6 +106,5 @@ async def test_negative_control_without_dedup_the_kill_test_fails(
     stored_draws = sum(r[2] for r in stored["daily"])
     expected_draws = sum(v["draws"] for v in daily.values())
     # the same comparison as the real test must fail: duplicates were counted
-    assert _rows(stored["daily"]) != {k: {**v, "lenders": sorted(v["lenders"])}
-                                      for k, v in daily.items()}
+    assert stored_buckets(stored["daily"]) != expected_rows(daily)
     assert stored_draws > expected_draws

@@ -1,11 +1,12 @@
 """Two stream workers share the partitions and stay exact through rebalances.
 
-A seeded simulation with duplicates, late and non-consented events is published at a fixed
-rate while stream workers come and go: worker A starts alone; mid-stream worker B joins (the
+A seeded simulation with duplicates, late and non-consented events and cancels (some beyond
+the grace period, some published before the event they cancel) is published at a fixed rate
+while stream workers come and go: worker A starts alone; mid-stream worker B joins (the
 intake and Faust groups rebalance, and the borrower state of the partitions B takes moves to B
 through the changelog); later A is SIGKILLed (its partitions, state included, move to B). An
 ``ops`` worker runs the sink throughout. After the drain, ClickHouse equals the oracle exactly:
-ledger, daily and hourly buckets, rejections per lender and reason.
+ledger (cancels included), daily and hourly buckets, rejections per lender and reason.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ async def test_second_worker_joins_then_first_is_killed_and_results_stay_exact(
         settings: Settings, worker_factory, tmp_path) -> None:
     params = SimulationParams(seed=4242, lenders=4, borrowers=2000, events=24_000, days=20,
                               consent_rate=0.5, duplicate_rate=0.02, late_rate=0.03,
-                              malformed_rate=0.003, rate=800)
+                              malformed_rate=0.003, cancel_rate=0.01, rate=800)
     simulation = asyncio.create_task(run_simulation(settings, params))
     ops = worker_factory(args=OPS)
     a = worker_factory(args=STREAM)
@@ -67,7 +68,13 @@ async def test_second_worker_joins_then_first_is_killed_and_results_stay_exact(
     assert b.stop() == 0, b.log_tail()
     assert ops.stop() == 0, ops.log_tail()
     truth = result.truth
-    print(f"\n[rebalance] {timeline}; published {result.sent}, admitted {len(truth.admitted)}")
+    print(f"\n[rebalance] {timeline}; published {result.sent}, admitted {len(truth.admitted)}, "
+          f"cancels {truth.cancels}")
+    # cancels withdraw admitted events, some beyond the grace period, some published before
+    # the event they cancel
+    assert truth.cancels["effective"] >= 40, truth.cancels
+    assert truth.cancels["effective_late"] >= 3, truth.cancels
+    assert truth.cancels["effective_before_target"] >= 3, truth.cancels
     assert timeline["records_at_kill"] < result.truth.published["loans"], "A died after the work"
     stored = dump_clickhouse(settings)
     assert_matches_oracle(stored, truth.admitted, settings)

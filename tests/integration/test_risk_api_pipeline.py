@@ -75,7 +75,8 @@ def _window(end: date, days: int) -> tuple[date, date]:
 
 def _expected(events: list[AdmittedEvent], settings: Settings, start: date, end: date
               ) -> dict[str, Any]:
-    """The answer's numbers for the admitted events whose local day is in [start, end]."""
+    """The answer's numbers for the counted events (admitted, not cancels, not cancelled)
+    whose local day is in [start, end]."""
     inside = [ev for ev in events if start <= _local_day(ev.occurred_at_ms, settings) <= end]
     draws = [ev for ev in inside if ev.event_type == "draw"]
     repayments = [ev for ev in inside if ev.event_type == "repayment"]
@@ -115,6 +116,7 @@ def _pick(truth: GroundTruth, published: dict[str, set[str]], settings: Settings
     by_borrower: dict[str, list[AdmittedEvent]] = defaultdict(list)
     for ev in truth.admitted:
         by_borrower[ev.borrower_id].append(ev)
+    counted = {(ev.lender_id, ev.event_id) for ev in truth.counted()}  # not cancelled
 
     def days(ev: AdmittedEvent) -> date:
         return _local_day(ev.occurred_at_ms, settings)
@@ -125,7 +127,8 @@ def _pick(truth: GroundTruth, published: dict[str, set[str]], settings: Settings
             continue
         events = by_borrower.get(bid, [])
         inside = {ev.event_id for ev in events if start <= days(ev) <= end}
-        if not any(ev.event_type == "draw" and ev.event_id in inside for ev in events):
+        if not any(ev.event_type == "draw" and ev.event_id in inside
+                   and (ev.lender_id, ev.event_id) in counted for ev in events):
             continue
         if inside != published.get(bid, set()):
             continue  # part of the window without consent
@@ -174,7 +177,8 @@ async def test_api_answers_match_ground_truth_through_the_pipeline(
     chosen = {profile: _pick(truth, published, settings, profile, today)
               for profile in ("monthly", "ten_a_month")}
     assert all(len(ids) == PER_PROFILE for ids in chosen.values()), chosen
-    events = {bid: truth.admitted_for(bid) for ids in chosen.values() for bid in ids}
+    # the answers count what was not cancelled (cancels themselves count nowhere)
+    events = {bid: truth.counted_for(bid) for ids in chosen.values() for bid in ids}
 
     base = f"http://{settings.api_host}:{settings.api_port}"
     asked: list[tuple[str, str, str, int]] = []  # (request id, institution, pseudonym, window)

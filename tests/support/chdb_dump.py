@@ -10,7 +10,7 @@ from consumers.clickhouse.client import connect
 from streams.settings import Settings
 
 BUCKET = ("draws, draw_amount_minor, repayments, repaid_amount_minor, defaults, "
-          "arraySort(lenders)")
+          "arraySort(lenders), toUnixTimestamp64Milli(last_draw_at)")
 
 
 def find(ch, needles: list[str]) -> dict[str, list[str]]:
@@ -31,10 +31,18 @@ def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--find":
         json.dump(find(ch, sys.argv[2:]), sys.stdout)
         return
+    # (lender_id, event_id, event_type, cancels_event_id) of every ledger row; '' for the
+    # target of a cancel in a ledger without that column (before the corrections landed)
+    has_cancels = ch.query("SELECT count() FROM system.columns WHERE database = "
+                           "currentDatabase() AND table = 'admitted_events' "
+                           "AND name = 'cancels_event_id'")[0][0]
+    cancels = "cancels_event_id" if has_cancels else "''"
     out = {
         "daily": ch.query(f"SELECT borrower, toString(day), {BUCKET} FROM borrower_daily FINAL"),
         "hourly": ch.query("SELECT borrower, formatDateTime(hour, '%Y-%m-%dT%H:00'), "
                            f"{BUCKET} FROM borrower_hourly FINAL"),
+        "ledger": ch.query(f"SELECT lender_id, event_id, event_type, {cancels} "
+                           "FROM admitted_events FINAL"),
         "ledger_rows": ch.query("SELECT count() FROM admitted_events FINAL")[0][0],
         "ledger_raw_rows": ch.query("SELECT count() FROM admitted_events")[0][0],
         "ledger_duplicates": ch.query(

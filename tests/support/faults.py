@@ -14,10 +14,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from streams.settings import Settings
-from tests.support.oracle import expected_buckets
-
-BUCKET_FIELDS = ("draws", "draw_amount_minor", "repayments", "repaid_amount_minor", "defaults",
-                 "lenders")
+from tests.support.oracle import (
+    expected_buckets,
+    expected_rows,
+    ledger_difference,
+    stored_buckets,
+)
 
 
 async def committed_offsets(settings: Settings, group: str,
@@ -58,23 +60,19 @@ async def group_status(settings: Settings, group: str) -> str | None:
     return found["status"] if found else None
 
 
-def _stored(rows: list[list]) -> dict[tuple[str, str], dict]:
-    return {(r[0], r[1]): dict(zip(BUCKET_FIELDS, [*r[2:7], sorted(r[7])], strict=True))
-            for r in rows}
-
-
-def _expected(buckets: dict[tuple[str, str], dict]) -> dict[tuple[str, str], dict]:
-    return {k: {**v, "lenders": sorted(v["lenders"])} for k, v in buckets.items()}
-
-
 def assert_matches_oracle(stored: dict[str, Any], admitted: list[Any],
                           settings: Settings) -> None:
-    """Ledger, daily and hourly buckets equal the oracle exactly; no duplicate in the ledger."""
+    """Ledger (every admitted event, cancels included), daily and hourly buckets (from the
+    counted events; all-zero rows dropped) equal the oracle exactly; no duplicate in the
+    ledger."""
     assert stored["ledger_duplicates"] == 0
     assert stored["ledger_rows"] == len(admitted)
+    wrong_ledger = ledger_difference(stored["ledger"], admitted)
+    assert not wrong_ledger, wrong_ledger
     daily, hourly = expected_buckets(admitted, settings.pseudonym_key_bytes, settings.tz)
-    for name, got, want in (("daily", _stored(stored["daily"]), _expected(daily)),
-                            ("hourly", _stored(stored["hourly"]), _expected(hourly))):
+    for name, got, want in (("daily", stored_buckets(stored["daily"]), expected_rows(daily)),
+                            ("hourly", stored_buckets(stored["hourly"]),
+                             expected_rows(hourly))):
         wrong = sorted(k for k in got.keys() | want.keys() if got.get(k) != want.get(k))
         assert not wrong, (f"{len(wrong)} {name} buckets differ from the oracle, e.g. "
                            + "; ".join(f"{k}: stored {got.get(k)} expected {want.get(k)}"

@@ -1,0 +1,1 @@
+"""Unit tests of the tests' own helpers (``tests/support``)."""
