@@ -218,14 +218,17 @@ def full_peer(args: argparse.Namespace) -> None:
     def admit(ev: dict[str, Any]) -> dict[str, Any]:
         """Stage 2: dedup + consent, one Redis round trip (the registry's scripts)."""
         pipe = red.pipeline(transaction=False)
+        # the script's layout (streams.dedup): ttl, one cancel flag per item ("0": the
+        # bench workloads hold no cancels), then the positions
         dedup_script(keys=[dedup_key(ev["lender_id"], ev["event_id"])],
-                     args=[DEDUP_TTL_S, f"{ev['source_partition']}:{ev['source_offset']}"],
+                     args=[DEDUP_TTL_S, "0",
+                           f"{ev['source_partition']}:{ev['source_offset']}"],
                      client=pipe)
         consent_script(keys=[f"{args.consent_prefix}c:{ev['borrower']}:{ev['lender_id']}"],
                        args=[ev["occurred_at_ms"]], client=pipe)
         (seen,), (in_force,) = pipe.execute()
         progress.decided += 1
-        if int(seen) == 2:
+        if int(seen) & 3 == 2:
             return rejection("DUPLICATE", "event_id already received", ev["lender_id"],
                              ev["event_id"], ev["source_topic"], ev["source_partition"],
                              ev["source_offset"])
