@@ -10,8 +10,8 @@ document cannot drift from the code.
 Errors are ``{"error": CODE, "detail": "..."}`` (``detail`` where a route gives one). Each error
 answer lists exactly the codes that route returns for that status.
 
-``POST /api/v1/subject-report`` is described ahead of its implementation: its handler has to
-match the schema here (the integration tests will check it as soon as the route exists).
+``POST /api/v1/subject-report``'s answer is checked against its schema here by
+``tests/integration/test_subject_report.py``.
 """
 
 from __future__ import annotations
@@ -207,18 +207,86 @@ SCHEMAS: dict[str, Any] = {
         "description": "What the registry holds about one borrower (a data-subject access "
                        "report), keyed by the borrower's pseudonym; the report never "
                        "contains the national id.",
-        "required": ["events", "consents", "inquiries", "erasures"],
+        "required": ["request_id", "generated_at", "pseudonym", "events", "consents",
+                     "inquiries", "erasures"],
         "properties": {
             "request_id": _REQUEST_ID,
-            "events": {"type": "array", "items": {"type": "object"},
-                       "description": "Admitted loan events."},
-            "consents": {"type": "array", "items": {"type": "object"},
-                         "description": "Consent intervals and their audit."},
-            "inquiries": {"type": "array", "items": {"type": "object"},
-                          "description": "Who asked about the borrower, when, why."},
-            "erasures": {"type": "array", "items": {"type": "object"},
-                         "description": "Earlier erasures of this borrower."},
+            "generated_at": {"type": "string", "format": "date-time"},
+            "pseudonym": {"type": "string", "pattern": "^[0-9a-f]{32}$",
+                          "description": "The keyed HMAC of the national id the registry "
+                                         "holds the borrower's data under."},
+            "events": {"type": "array", "description": "Admitted loan events, cancels "
+                       "included, by lender, then event time.", "items": {
+                "type": "object",
+                "required": ["lender_id", "event_id", "loan_id", "event_type", "amount",
+                             "currency", "occurred_at", "product", "admitted_at",
+                             "cancels_event_id", "cancelled"],
+                "properties": {
+                    "lender_id": {"type": "string"},
+                    "event_id": {"type": "string"},
+                    "loan_id": {"type": "string"},
+                    "event_type": {"enum": ["draw", "repayment", "default", "cancel"]},
+                    "amount": {"type": ["string", "null"],
+                               "description": "Decimal string; null for a cancel sent "
+                                              "without an amount."},
+                    "currency": {"type": "string"},
+                    "occurred_at": {"type": "string", "format": "date-time"},
+                    "product": {"type": ["string", "null"]},
+                    "admitted_at": {"type": "string", "format": "date-time"},
+                    "cancels_event_id": {"type": ["string", "null"],
+                                         "description": "A cancel: the lender's event it "
+                                                        "withdraws; null otherwise."},
+                    "cancelled": {"type": "boolean",
+                                  "description": "A cancel of the same lender names this "
+                                                 "event: kept, counted nowhere."},
+                },
+                "additionalProperties": False}},
+            "consents": {"type": "array", "description": "Per lender: the consent history "
+                         "as applied and whether consent is in force now.", "items": {
+                "type": "object", "required": ["lender_id", "in_force", "history"],
+                "properties": {
+                    "lender_id": {"type": "string"},
+                    "in_force": {"type": "boolean"},
+                    "history": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["action", "effective_at", "reference", "recorded_at"],
+                        "properties": {
+                            "action": {"enum": ["grant", "revoke"]},
+                            "effective_at": {"type": "string", "format": "date-time"},
+                            "reference": {"type": ["string", "null"]},
+                            "recorded_at": {"type": "string", "format": "date-time"},
+                        },
+                        "additionalProperties": False}},
+                },
+                "additionalProperties": False}},
+            "inquiries": {"type": "array", "description": "Who asked about the borrower, "
+                          "when, why; the report's own request included.", "items": {
+                "type": "object",
+                "required": ["institution", "inquired_at", "purpose", "window_days",
+                             "request_id"],
+                "properties": {
+                    "institution": {"type": "string"},
+                    "inquired_at": {"type": "string", "format": "date-time"},
+                    "purpose": {"type": "string"},
+                    "window_days": {"type": "integer", "minimum": 0},
+                    "request_id": {"type": "string"},
+                },
+                "additionalProperties": False}},
+            "erasures": {"type": "array", "description": "Earlier erasures of this "
+                         "borrower.", "items": {
+                "type": "object",
+                "required": ["erased_at", "request_id", "institution", "tables",
+                             "rows_before"],
+                "properties": {
+                    "erased_at": {"type": "string", "format": "date-time"},
+                    "request_id": {"type": "string"},
+                    "institution": {"type": "string"},
+                    "tables": {"type": "array", "items": {"type": "string"}},
+                    "rows_before": {"type": "integer", "minimum": 0},
+                },
+                "additionalProperties": False}},
         },
+        "additionalProperties": False,
     },
     "LagSnapshot": {
         "type": "object",
@@ -386,8 +454,9 @@ OPENAPI: dict[str, Any] = {
         },
         "/api/v1/subject-report": _protected(
             "Report what the registry holds about a borrower (data-subject access)",
-            "Events, consents, inquiries and erasures of the borrower, without the national "
-            "id or the pseudonym. The report itself is recorded as an inquiry.",
+            "Events (cancels included), consents, inquiries and erasures of the borrower, "
+            "keyed by the pseudonym, never the national id. The report itself is recorded "
+            "as an inquiry.",
             "subjectReport", "BorrowerRequest", "SubjectReport",
             (ApiError.INVALID_JSON, ApiError.INVALID_BORROWER_ID),
             (ApiError.CLICKHOUSE_UNAVAILABLE, ApiError.REDIS_UNAVAILABLE),

@@ -83,7 +83,10 @@ def subject_report(ch: QueryFacade, *, borrower: str, now_ms: int) -> dict[str, 
     events = [
         {
             "lender_id": lender, "event_id": event_id, "loan_id": loan_id,
-            "event_type": event_type, "amount": money(int(amount)), "currency": currency,
+            "event_type": event_type,
+            # a cancel sent without an amount is stored as 0: shown as none, not as 0.00
+            "amount": None if event_type == "cancel" and int(amount) == 0
+            else money(int(amount)), "currency": currency,
             "occurred_at": format_timestamp(int(occurred)), "product": product or None,
             "admitted_at": format_timestamp(int(admitted)),
             "cancels_event_id": cancels or None, "cancelled": bool(cancelled),

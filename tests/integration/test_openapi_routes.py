@@ -36,7 +36,7 @@ TOKEN = "t-openapi"
 #: Routes whose answers other test files check with ``openapi_check.checked``.
 CHECKED_ELSEWHERE = {
     ("POST", "/api/v1/frequency"),  # test_risk_api.py
-    ("POST", "/api/v1/subject-report"),  # its own test, when the route lands
+    ("POST", "/api/v1/subject-report"),  # test_subject_report.py
 }
 
 
