@@ -171,7 +171,7 @@ class Aggregator:
             if ev["event_type"] == CANCEL:
                 self._cancel(state, ev)
                 continue
-            out = self._policy.apply(state, ev, version, counts)
+            out = self._policy.apply(state, ev, version, counts, key)
             if ev["event_type"] == DRAW and counts:
                 alerts.extend(self._rules.observe(
                     state, ev, key, stream_time_ms=stream_time, duplicate=out.duplicate))

@@ -151,6 +151,7 @@ class RecentDraw:
         return cls(rec["at_ms"], rec["lender"], rec["key"], list(rec["fired"]))
 
 
+@dataclass(slots=True)
 class PendingCancel:
     """An admitted cancel whose event was not in state when it came.
 
@@ -159,34 +160,24 @@ class PendingCancel:
     event time) the cancel is reported as CANCEL_UNMATCHED. Otherwise (the event arrived
     before, and its day already left state or it was not admitted) the entry only guards
     against a replay of that event after a crash and expires silently after the grace period.
+    Fields as in the Avro record ``PendingCancel`` (``borrower_state.v4.avsc``).
     """
 
-    __slots__ = ("event_id", "expires_at_ms", "lender_id", "report", "source_offset",
-                 "source_partition", "source_topic", "target")
-
-    def __init__(self, target: int, expires_at_ms: int, lender_id: str, event_id: str,
-                 source_topic: str, source_partition: int, source_offset: int,
-                 report: bool) -> None:
-        self.target = target
-        self.expires_at_ms = expires_at_ms
-        self.lender_id = lender_id
-        self.event_id = event_id
-        self.source_topic = source_topic
-        self.source_partition = source_partition
-        self.source_offset = source_offset
-        self.report = report
+    target: int
+    expires_at_ms: int
+    lender_id: str
+    event_id: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    report: bool
 
     def to_avro(self) -> dict[str, Any]:
-        return {"target": self.target, "expires_at_ms": self.expires_at_ms,
-                "lender_id": self.lender_id, "event_id": self.event_id,
-                "source_topic": self.source_topic, "source_partition": self.source_partition,
-                "source_offset": self.source_offset, "report": self.report}
+        return {name: getattr(self, name) for name in self.__slots__}
 
     @classmethod
     def from_avro(cls, rec: dict[str, Any]) -> PendingCancel:
-        return cls(rec["target"], rec["expires_at_ms"], rec["lender_id"], rec["event_id"],
-                   rec["source_topic"], rec["source_partition"], rec["source_offset"],
-                   rec["report"])
+        return cls(**rec)
 
 
 @dataclass(slots=True)
@@ -294,11 +285,12 @@ class BucketPolicy:
         return False
 
     def apply(self, state: BorrowerState, ev: dict[str, Any], version: int,
-              counts: bool = True) -> Outcome:
+              counts: bool = True, key: int | None = None) -> Outcome:
         """Apply one admitted event. Call :meth:`evict` first with the partition's stream time.
 
         ``counts=False``: the event was cancelled before it came; it is only recorded as seen
-        (or, on the correction path, left to the ledger, where its cancel marks it)."""
+        (or, on the correction path, left to the ledger, where its cancel marks it). ``key``:
+        the event's :func:`event_key` if the caller has it already."""
         at = ev["occurred_at_ms"]
         day = self.calendar.day_of(at)
         hour = at - at % HOUR_MS
@@ -313,7 +305,8 @@ class BucketPolicy:
             return out
         if day_bucket is None:
             day_bucket = state.days[day] = Bucket(True, day)
-        key = event_key(ev["lender_id"], ev["event_id"])
+        if key is None:
+            key = event_key(ev["lender_id"], ev["event_id"])
         if self.dedup and key in day_bucket.seen:
             out.duplicate = True
             out.day = day_bucket
